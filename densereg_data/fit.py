@@ -1,0 +1,371 @@
+"""Fit the deformable template to 68 2D landmarks: camera, shape coefficients, fitted vertices.
+
+The default camera is scaled orthographic; `camera="perspective"` refines the result with a pinhole
+camera. The fit alternates, a few times:
+
+1. camera: the scaled rotation + translation that best maps the current 3D landmarks to the 2D ones
+   (affine least squares projected onto the nearest scaled rotation);
+2. shape: the Gaussian-prior MAP coefficients given the camera (closed form: with an isotropic prior the
+   two image axes decouple into two small n x n solves, and depth keeps its prior mean);
+3. contour: the jaw landmarks 0-16 (but the chin, 8) slide along their template candidate curves to the
+   point that is outermost in the image, i.e. on the visible silhouette of the turned face (as eos and
+   3DDFA do for the side turned away; on the near side the jaw point itself is outermost).
+
+Convention: camera
+    `Camera.project` maps template-frame points (X, Y, Z) (mm, y up, face looking along +z) to image
+    (x, y, depth): x right, y down, in pixels with integer coordinates at pixel centres; depth grows away
+    from the viewer (smaller is nearer). For the orthographic camera this is the affine map
+    ``[x, y, depth] = s * Q @ [X, Y, Z] + [tx, ty, 0]`` with Q a rotation; a frontal, upright face has
+    Q = diag(1, -1, -1).
+
+Convention: pose
+    The head rotation in the template frame is ``R = diag(1, -1, -1) @ Q`` and
+    ``R = Rz(roll) @ Ry(yaw) @ Rx(pitch)``, angles in degrees. Positive yaw turns the nose towards the
+    image right (the subject turns to their left), positive pitch turns the nose down (the forehead
+    comes towards the viewer), positive roll turns the face counter-clockwise in the template frame
+    (clockwise as seen in the image, whose y axis points down).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from densereg_data import conventions as cv
+from densereg_data.errors import FitError, ShapeError
+from densereg_data.model import DeformableModel, laplace_beltrami_model
+from densereg_data.template import Template, load_template
+
+log = logging.getLogger(__name__)
+
+FLIP_YZ = np.diag([1.0, -1.0, -1.0])  # template frame (y up, z to viewer) -> image frame (y down, depth away)
+
+
+# ----------------------------------------------------------------------------------------------------
+# rotations
+
+
+def _rx(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _ry(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rz(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def rotation_from_pose(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """(3, 3) head rotation R = Rz(roll) Ry(yaw) Rx(pitch) from angles in degrees (template frame)."""
+    y, p, r = np.radians([yaw, pitch, roll])
+    return _rz(r) @ _ry(y) @ _rx(p)
+
+
+def pose_from_rotation(rotation: np.ndarray) -> np.ndarray:
+    """(3,) yaw, pitch, roll in degrees of a head rotation; the inverse of `rotation_from_pose`."""
+    r = rotation
+    yaw = np.arcsin(np.clip(-r[2, 0], -1.0, 1.0))
+    pitch = np.arctan2(r[2, 1], r[2, 2])
+    roll = np.arctan2(r[1, 0], r[0, 0])
+    return np.degrees([yaw, pitch, roll])
+
+
+def rotation_angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Geodesic angle in degrees between two rotations."""
+    cos = (np.trace(a @ b.T) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+# ----------------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A camera mapping template-frame points to image (x, y, depth); see the module's Convention.
+
+    kind: "orthographic" (scale s px/mm) or "perspective" (focal length and principal point in px).
+    rotation: (3, 3) Q, image frame from template frame. translation: (3,) in px (orthographic: tz = 0)
+    or mm (perspective: the template origin in camera coordinates).
+    """
+
+    kind: str
+    rotation: np.ndarray
+    translation: np.ndarray
+    scale: float = 1.0
+    focal_length: float = 0.0
+    principal_point: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("orthographic", "perspective"):
+            raise ShapeError(f"camera kind must be 'orthographic' or 'perspective', got {self.kind!r}")
+        if self.rotation.shape != (3, 3) or self.translation.shape != (3,):
+            raise ShapeError(f"camera rotation must be (3, 3) and translation (3,), got {self.rotation.shape}, {self.translation.shape}")
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Template points (n, 3) mm -> image (n, 3) float64: x, y pixels and depth (smaller is nearer)."""
+        if self.kind == "orthographic":
+            return self.scale * (points @ self.rotation.T) + self.translation
+        cam = points @ self.rotation.T + self.translation  # camera frame: x right, y down, z forward
+        z = cam[:, 2:3]
+        xy = self.focal_length * cam[:, :2] / z + np.asarray(self.principal_point)
+        return np.hstack([xy, z])
+
+    @property
+    def image_from_template(self) -> np.ndarray:
+        """(3, 4) affine [x, y, depth] = M @ [X, Y, Z, 1] (orthographic cameras only)."""
+        if self.kind != "orthographic":
+            raise ShapeError("a perspective camera has no affine image_from_template")
+        return np.hstack([self.scale * self.rotation, self.translation[:, None]])
+
+    @property
+    def pose(self) -> np.ndarray:
+        """(3,) yaw, pitch, roll in degrees."""
+        return pose_from_rotation(FLIP_YZ @ self.rotation)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The outcome of one fit.
+
+    landmarks: (68, 2) float64 the annotated points (x, y) px; fitted_landmarks: (68, 2) the model's
+    projection of its corresponding points; residuals: (68,) px distances; nme: mean residual / outer-eye
+    -corner distance of the annotation; coefficients: (n, 3) model coefficients; correspondence_vertices
+    (68, 3) int64 and correspondence_weights (68, 3): the template surface point matched to each landmark
+    (the jaw points as slid along the contour).
+    """
+
+    camera: Camera
+    coefficients: np.ndarray
+    landmarks: np.ndarray
+    fitted_landmarks: np.ndarray
+    residuals: np.ndarray
+    nme: float
+    correspondence_vertices: np.ndarray
+    correspondence_weights: np.ndarray
+    iterations: int
+
+    @property
+    def pose(self) -> np.ndarray:
+        """(3,) yaw, pitch, roll in degrees."""
+        return self.camera.pose
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Knobs of the fit (defaults tuned on 300-W; see BENCHMARKS.md)."""
+
+    camera: str = "orthographic"
+    iterations: int = 4
+    landmark_sigma_mm: float = 0.5  # annotation noise, in template mm: lower fits closer, higher trusts the prior more
+    contour_sigma_scale: float = 1.5  # the jaw contour is annotated less precisely
+    slide_contour: bool = True
+    focal_length: float | None = None  # perspective only; default: the image's larger side
+    image_size: tuple[int, int] | None = None  # (height, width), perspective only
+
+    def __post_init__(self) -> None:
+        if self.camera not in ("orthographic", "perspective"):
+            raise ShapeError(f"camera must be 'orthographic' or 'perspective', got {self.camera!r}")
+        if self.iterations < 1 or self.landmark_sigma_mm <= 0 or self.contour_sigma_scale <= 0:
+            raise ShapeError("iterations must be >= 1 and the sigmas positive")
+
+
+# ----------------------------------------------------------------------------------------------------
+# the fitter
+
+
+@dataclass(frozen=True, eq=False)
+class Fitter:
+    """Template + model with the arrays the fit needs precomputed. Build once, fit many faces."""
+
+    template: Template
+    model: DeformableModel
+    landmark_vertices: np.ndarray = field(init=False)
+    landmark_weights: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        vertices, weights = self.template.landmark_vertex_weights
+        object.__setattr__(self, "landmark_vertices", vertices)
+        object.__setattr__(self, "landmark_weights", weights)
+        lm_mean, lm_funcs = self.model.at(vertices, weights)
+        object.__setattr__(self, "_lm_mean", lm_mean)
+        object.__setattr__(self, "_lm_funcs", lm_funcs)
+        rows = self.template.contour_candidates
+        flat = np.concatenate(rows)
+        object.__setattr__(self, "_cand_vertices", flat)
+        object.__setattr__(self, "_cand_mean", self.model.mean[flat])
+        object.__setattr__(self, "_cand_funcs", self.model.functions[flat].astype(np.float64))
+        object.__setattr__(self, "_cand_starts", np.cumsum([0] + [len(r) for r in rows])[:-1])
+        # outward direction of each contour landmark, in the template's horizontal plane
+        centre = self.template.landmark_points[30]
+        outward = self.template.landmark_points[list(self.template.contour_landmarks)] - centre
+        outward[:, 2] = 0.0
+        object.__setattr__(self, "_outward", outward / np.linalg.norm(outward, axis=1, keepdims=True))
+        object.__setattr__(self, "_jaw_mask", np.isin(np.arange(cv.N_LANDMARKS), cv.JAW))
+
+    def fit(self, landmarks: np.ndarray, config: FitConfig = FitConfig()) -> FitResult:
+        """Fit to `landmarks` (68, 2) float64 (x, y) pixels. Raises ShapeError / FitError."""
+        x = _validate_landmarks(landmarks)
+        contour = list(self.template.contour_landmarks) if config.slide_contour else []
+        mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
+        vertices, weights = self.landmark_vertices.copy(), self.landmark_weights.copy()
+        inv_var = 1.0 / (config.landmark_sigma_mm * np.where(self._jaw_mask, config.contour_sigma_scale, 1.0)) ** 2
+        prior_inv_var = 1.0 / self.model.prior_std**2
+        coeffs = self.model.zero()
+        points = mean
+        for _ in range(config.iterations):
+            scale, rotation, shift = _orthographic_camera(points, x, inv_var)
+            coeffs = _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_inv_var)
+            if contour:
+                chosen = self._slide_contour(coeffs, rotation)
+                mean[contour] = self._cand_mean[chosen]
+                funcs[contour] = self._cand_funcs[chosen]
+                vertices[contour] = self._cand_vertices[chosen][:, None]
+                weights[contour] = (1.0, 0.0, 0.0)
+            points = mean + funcs @ coeffs
+        scale, rotation, shift = _orthographic_camera(points, x, inv_var)
+        camera = Camera("orthographic", rotation, np.array([shift[0], shift[1], 0.0]), scale=scale)
+        if config.camera == "perspective":
+            camera, coeffs = _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, prior_inv_var, config)
+            points = mean + funcs @ coeffs
+        fitted = camera.project(points)[:, :2]
+        if not np.all(np.isfinite(fitted)):
+            raise FitError("the fit diverged (non-finite projection)")
+        residuals = np.linalg.norm(fitted - x, axis=1)
+        return FitResult(
+            camera=camera,
+            coefficients=coeffs,
+            landmarks=x,
+            fitted_landmarks=fitted,
+            residuals=residuals,
+            nme=float(residuals.mean() / cv.eye_distance(x)),
+            correspondence_vertices=vertices,
+            correspondence_weights=weights,
+            iterations=config.iterations,
+        )
+
+    def _slide_contour(self, coeffs: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Index into the candidate arrays of the outermost candidate of each contour row."""
+        points = self._cand_mean + self._cand_funcs @ coeffs
+        image_xy = points @ rotation[:2].T  # (M, 2), scale and shift do not change the argmax
+        direction = self._outward @ rotation[:2].T  # (R, 2)
+        row_of = np.repeat(np.arange(len(self._cand_starts)), np.diff(np.r_[self._cand_starts, len(points)]))
+        score = np.einsum("mc,mc->m", image_xy, direction[row_of])
+        # argmax per row: sort-free via maximum.reduceat
+        best = np.maximum.reduceat(score, self._cand_starts)
+        hit = np.flatnonzero(score == best[row_of])
+        first = np.r_[True, row_of[hit][1:] != row_of[hit][:-1]]
+        return hit[first]
+
+    def vertices_in_image(self, result: FitResult) -> np.ndarray:
+        """(V, 3) float64: the fitted shape's vertices projected to the image (x, y, depth)."""
+        return result.camera.project(self.model.shape(result.coefficients))
+
+
+@functools.lru_cache(maxsize=4)
+def default_fitter(template_id: str = "menpo3d-face") -> Fitter:
+    """The fitter of a template with its default (Laplace-Beltrami) model, built once per process."""
+    return Fitter(load_template(template_id), laplace_beltrami_model(template_id))
+
+
+def fit_landmarks(landmarks: np.ndarray, config: FitConfig = FitConfig()) -> FitResult:
+    """Fit the default template and model to 68 landmarks (68, 2) float64 (x, y) px."""
+    return default_fitter().fit(landmarks, config)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the steps
+
+
+def _validate_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    x = np.asarray(landmarks, dtype=np.float64)
+    if x.shape != (cv.N_LANDMARKS, 2):
+        raise ShapeError(f"landmarks must be (68, 2), got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ShapeError("landmarks contain NaN or infinite values")
+    centred = x - x.mean(axis=0)
+    sv = np.linalg.svd(centred, compute_uv=False)
+    if sv[0] <= 1e-9 or sv[1] / sv[0] < 1e-3:
+        raise FitError("the landmarks are degenerate (all on one line or one point); no 3D pose fits them")
+    return x
+
+
+def _orthographic_camera(points: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Weighted scaled-orthographic camera: argmin sum_l w_l |s Q2 X_l + t - x_l|^2 (affine, then the nearest scaled rotation)."""
+    wsum = w.sum()
+    pc = (w @ points) / wsum
+    xc = (w @ x) / wsum
+    P = points - pc
+    Xc = x - xc
+    Pw = P * w[:, None]
+    affine = np.linalg.solve(P.T @ Pw, Pw.T @ Xc).T  # (2, 3)
+    u, sv, vt = np.linalg.svd(affine, full_matrices=False)
+    q2 = u @ vt
+    scale = float(np.sum((Pw @ q2.T) * Xc) / np.sum((Pw @ q2.T) * (P @ q2.T)))
+    if not np.isfinite(scale) or scale <= 0:
+        raise FitError(f"no valid camera: scale {scale}")
+    rotation = np.vstack([q2, np.cross(q2[0], q2[1])])
+    shift = xc - scale * (q2 @ pc)
+    return scale, rotation, shift
+
+
+def _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_inv_var) -> np.ndarray:
+    """MAP coefficients (n, 3) given an orthographic camera (the two image axes decouple; depth keeps the prior)."""
+    residual = (x - shift - scale * (mean @ rotation[:2].T)) / scale  # (68, 2) in mm
+    fw = funcs * inv_var[:, None]
+    lhs = funcs.T @ fw + np.diag(prior_inv_var)
+    rhs = fw.T @ residual  # (n, 2)
+    try:
+        c_cam = np.linalg.solve(lhs, rhs)
+    except np.linalg.LinAlgError as exc:
+        raise FitError(f"shape solve failed: {exc}") from exc
+    # camera-aligned coefficients (n, 3) with depth 0 -> template frame
+    return np.hstack([c_cam, np.zeros((len(c_cam), 1))]) @ rotation
+
+
+def _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, prior_inv_var, config: FitConfig):
+    """Refine pose and shape under a pinhole camera (scipy least squares), started from the orthographic fit."""
+    from scipy.optimize import least_squares
+    from scipy.spatial.transform import Rotation
+
+    if config.image_size is not None:
+        height, width = config.image_size
+        focal = config.focal_length or float(max(height, width))
+        principal = ((width - 1) / 2.0, (height - 1) / 2.0)
+    else:
+        focal = config.focal_length or 1000.0
+        principal = tuple(x.mean(axis=0))
+    # place the orthographic solution at the depth where focal / z equals its scale
+    z0 = focal / camera.scale
+    centre = mean.mean(axis=0) @ camera.rotation.T
+    start_xy = (camera.translation[:2] + camera.scale * centre[:2] - np.asarray(principal)) * z0 / focal - centre[:2]
+    t0 = np.array([start_xy[0], start_xy[1], z0 - centre[2]])
+    n = len(coeffs)
+    sqrt_w = np.sqrt(inv_var)
+    sqrt_prior = np.sqrt(prior_inv_var)
+
+    def unpack(p):
+        return Rotation.from_rotvec(p[:3]).as_matrix(), p[3:6], p[6:].reshape(n, 3)
+
+    def residuals(p):
+        rot, t, c = unpack(p)
+        cam = Camera("perspective", rot, t, focal_length=focal, principal_point=principal)
+        proj = cam.project(mean + funcs @ c)[:, :2]
+        scale_mm = z0 / focal  # pixels -> mm at the face's depth
+        data = ((proj - x) * scale_mm * sqrt_w[:, None]).ravel()
+        return np.r_[data, (c * sqrt_prior[:, None]).ravel()]
+
+    p0 = np.r_[Rotation.from_matrix(camera.rotation).as_rotvec(), t0, coeffs.ravel()]
+    sol = least_squares(residuals, p0, method="trf", x_scale="jac", max_nfev=50)
+    rot, t, c = unpack(sol.x)
+    if not np.all(np.isfinite(sol.x)) or t[2] <= 0:
+        raise FitError("the perspective refinement failed (the face ended behind the camera)")
+    return Camera("perspective", rot, t, focal_length=focal, principal_point=principal), c

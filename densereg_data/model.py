@@ -1,0 +1,147 @@
+"""The deformable model: mean shape + linear basis + Gaussian prior.
+
+`DeformableModel` is the one interface the fit uses, whatever the source:
+
+    shape(c) = mean + sum_k functions[:, k] (outer) c[k]         c: (n, 3), c[k] ~ N(0, prior_std[k]^2 I3)
+
+that is, every basis function is a scalar field on the template's vertices that displaces them along
+x, y and z with independent, equal-variance coefficients (an isotropic Gaussian-process prior). The
+default source, `laplace_beltrami_model`, needs no training data: its functions are the lowest
+Laplace-Beltrami eigenfunctions of the template mesh (cotangent weights, lumped mass), so they follow
+the mesh's topology: the mouth opening separates the lips, which can part. Their prior standard
+deviation decays with frequency, ``rms_displacement_mm * (lambda_1 / lambda_k) ** decay``.
+
+A statistical 3DMM with a vector basis plugs in as a model whose functions are its principal
+components expressed per axis (n = 3 x components) and whose prior_std are the component deviations.
+
+Convention: units and frames
+    mean (V, 3) float64 and displacements in the template's units (mm), template frame.
+    functions (V, n) float32, M-orthonormal (sum_v area_v f_k(v) f_j(v) = delta_kj), so a
+    coefficient c moves the surface by about c / sqrt(area) mm RMS.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from densereg_data.cache import cached_arrays
+from densereg_data.errors import ShapeError
+from densereg_data.template import Template, load_template
+
+log = logging.getLogger(__name__)
+
+MODEL_DERIVATION_VERSION = "lb-model-1"
+
+
+@dataclass(frozen=True, eq=False)
+class DeformableModel:
+    """mean (V, 3) float64 mm; functions (V, n) float32; prior_std (n,) float64 (coefficient units)."""
+
+    name: str
+    mean: np.ndarray
+    functions: np.ndarray
+    prior_std: np.ndarray
+
+    def __post_init__(self) -> None:
+        v, n = self.functions.shape
+        if self.mean.shape != (v, 3) or self.prior_std.shape != (n,):
+            raise ShapeError(
+                f"model {self.name}: mean must be (V, 3) and prior_std (n,) with functions (V, n) = {self.functions.shape}; "
+                f"got mean {self.mean.shape}, prior_std {self.prior_std.shape}"
+            )
+        if not np.all(self.prior_std > 0):
+            raise ShapeError(f"model {self.name}: prior_std must be positive")
+        for a in (self.mean, self.functions, self.prior_std):
+            a.setflags(write=False)
+
+    @property
+    def n_functions(self) -> int:
+        return self.functions.shape[1]
+
+    @property
+    def n_coefficients(self) -> int:
+        """Number of scalar coefficients (n functions x 3 axes)."""
+        return 3 * self.n_functions
+
+    def zero(self) -> np.ndarray:
+        """(n, 3) coefficients of the mean shape."""
+        return np.zeros((self.n_functions, 3))
+
+    def shape(self, coefficients: np.ndarray) -> np.ndarray:
+        """(n, 3) coefficients -> (V, 3) float64 vertices."""
+        c = np.asarray(coefficients, dtype=np.float32).reshape(self.n_functions, 3)
+        return self.mean + self.functions @ c
+
+    def at(self, vertices: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (m, 3) and functions (m, n) at surface points.
+
+        vertices: (m,) vertex indices, or (m, 3) with `weights` (m, 3) barycentric weights.
+        """
+        if weights is None:
+            return self.mean[vertices], self.functions[vertices].astype(np.float64)
+        mean = np.einsum("mk,mkc->mc", weights, self.mean[vertices])
+        funcs = np.einsum("mk,mkn->mn", weights, self.functions[vertices].astype(np.float64))
+        return mean, funcs
+
+    def sample(self, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+        """(n, 3) coefficients drawn from the prior (times `scale`)."""
+        return rng.standard_normal((self.n_functions, 3)) * (scale * self.prior_std)[:, None]
+
+
+def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray):
+    """Cotangent stiffness matrix L (V, V) (positive semi-definite) and lumped mass (V,) of a mesh."""
+    from scipy import sparse
+
+    n = len(vertices)
+    stiff_i, stiff_j, stiff_w = [], [], []
+    p = vertices[faces]  # (F, 3, 3)
+    for k in range(3):
+        a, b, c = p[:, k], p[:, (k + 1) % 3], p[:, (k + 2) % 3]
+        u, v = b - a, c - a  # the angle at corner a faces edge (b, c)
+        cot = np.einsum("ij,ij->i", u, v) / np.maximum(np.linalg.norm(np.cross(u, v), axis=1), 1e-12)
+        stiff_i.append(faces[:, (k + 1) % 3])
+        stiff_j.append(faces[:, (k + 2) % 3])
+        stiff_w.append(0.5 * cot)
+    i, j, w = np.concatenate(stiff_i), np.concatenate(stiff_j), np.concatenate(stiff_w)
+    off = sparse.coo_matrix((np.r_[w, w], (np.r_[i, j], np.r_[j, i])), shape=(n, n)).tocsr()
+    lap = sparse.diags(np.asarray(off.sum(axis=1)).ravel()) - off
+    area = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+    mass = np.bincount(faces.ravel(), weights=np.repeat(area / 3.0, 3), minlength=n)
+    return lap.tocsc(), mass
+
+
+def _lb_arrays(template: Template, n_functions: int) -> dict[str, np.ndarray]:
+    from scipy import sparse
+    from scipy.sparse.linalg import eigsh
+
+    log.info("computing %d Laplace-Beltrami eigenfunctions of template %s; cached afterwards", n_functions, template.id)
+    lap, mass = cotangent_laplacian(template.vertices, template.faces)
+    values, vectors = eigsh(lap, k=n_functions + 1, M=sparse.diags(mass).tocsc(), sigma=-1e-3, which="LM")
+    order = np.argsort(values)
+    values, vectors = values[order], vectors[:, order]
+    # drop the constant function: a translation, which the camera already has
+    return {"eigenvalues": values[1:], "functions": vectors[:, 1:].astype(np.float32), "mass": mass}
+
+
+@functools.lru_cache(maxsize=4)
+def laplace_beltrami_model(template_id: str = "menpo3d-face") -> DeformableModel:
+    """The template-derived default model described in the template definition's "model" section."""
+    template = load_template(template_id)
+    spec = template.definition["model"]
+    n = int(spec["n_functions"])
+    key = hashlib.sha256(f"{MODEL_DERIVATION_VERSION}:{template.hash}:{n}".encode()).hexdigest()
+    arrays = cached_arrays(f"model-{template.id}", key, lambda: _lb_arrays(template, n))
+    values = arrays["eigenvalues"]
+    area = float(arrays["mass"].sum())
+    rms = float(spec["rms_displacement_mm"]) * (values[0] / values) ** float(spec["decay"])
+    return DeformableModel(
+        name=f"{template.id}/laplace-beltrami-{n}",
+        mean=template.vertices,
+        functions=arrays["functions"],
+        prior_std=rms * np.sqrt(area),
+    )
