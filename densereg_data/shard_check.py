@@ -1,0 +1,207 @@
+"""Checking and summarising a shard directory: `verify` (checksums, schema, index) and `info`.
+
+Both read through h5py, json and numpy only, like any consumer of docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from densereg_data.errors import ShardFormatError
+from densereg_data.shards import (CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
+                                  TEMPLATE_ATTRS, TEMPLATE_SCHEMA, read_index, sample_schema, sha256_file)
+
+__all__ = ["verify", "info", "format_info", "check_shard_schema"]
+
+
+def _h5_dtype_name(ds) -> str:
+    import h5py
+
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return "str"
+    return ds.dtype.name
+
+
+def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int | None, split: str | None) -> None:
+    """Raise `ShardFormatError` naming `name` unless the open h5py file `f` follows the shard schema."""
+    if f.attrs.get("format") != FORMAT or int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+        raise ShardFormatError(f"{name}: file attributes do not say {FORMAT} version {FORMAT_VERSION}")
+    if split is not None and f.attrs.get("split") != split:
+        raise ShardFormatError(f"{name}: split attribute {f.attrs.get('split')!r}, index says {split!r}")
+    schema = sample_schema(size, model_size)
+    missing = sorted(set(schema) - set(f.keys()))
+    if missing:
+        raise ShardFormatError(f"{name}: missing datasets {missing}")
+    n = f["image"].shape[0]
+    if samples is not None and n != samples:
+        raise ShardFormatError(f"{name}: holds {n} samples, index says {samples}")
+    for key, (dtype, shape) in schema.items():
+        ds = f[key]
+        if _h5_dtype_name(ds) != dtype:
+            raise ShardFormatError(f"{name}: {key} has dtype {_h5_dtype_name(ds)}, expected {dtype}")
+        if ds.shape != (n, *shape):
+            raise ShardFormatError(f"{name}: {key} has shape {ds.shape}, expected {(n, *shape)}")
+        if ds.chunks != (1, *shape) or ds.compression != "lzf":
+            raise ShardFormatError(f"{name}: {key} is not chunked one sample per chunk with lzf")
+
+
+def _check_template(path: Path) -> dict:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            for key, (dtype, shape) in TEMPLATE_SCHEMA.items():
+                if key not in f:
+                    raise ShardFormatError(f"{path}: missing dataset {key}")
+                ds = f[key]
+                if ds.dtype.name != dtype or len(ds.shape) != len(shape):
+                    raise ShardFormatError(f"{path}: {key} is {ds.dtype.name} {ds.shape}, expected {dtype} {shape}")
+            g = f["uv_to_xyz"].shape[0]
+            if f["uv_to_xyz"].shape != (g, g, 3) or f["part_uv"].shape != (g, g) or f["landmark_uv"].shape != (68, 2):
+                raise ShardFormatError(f"{path}: template grids disagree in shape")
+            missing = [a for a in TEMPLATE_ATTRS if a not in f.attrs]
+            if missing:
+                raise ShardFormatError(f"{path}: missing attributes {missing}")
+            return {a: (f.attrs[a].item() if hasattr(f.attrs[a], "item") else f.attrs[a]) for a in TEMPLATE_ATTRS} | {"grid": g}
+    except OSError as exc:
+        raise ShardFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+
+
+def verify(path: str | os.PathLike) -> dict:
+    """Check a shard directory; raise `ShardFormatError` naming the first bad file.
+
+    Checks: index.json (format, version, keys, split counts), config.json's sha256, template.h5's
+    schema, and for every shard its byte count and sha256 (before opening it), file attributes,
+    dataset names, dtypes, shapes, chunking and compression, and sample count. Returns a summary
+    {"shards": n, "samples": n, "bytes": n}.
+    """
+    import h5py
+
+    root = Path(path)
+    index = read_index(root)
+    cfg = root / CONFIG
+    if not cfg.is_file():
+        raise ShardFormatError(f"{cfg}: missing")
+    if hashlib.sha256(cfg.read_bytes()).hexdigest() != index.get("config_sha256"):
+        raise ShardFormatError(f"{cfg}: sha256 does not match index.json's config_sha256")
+    tmpl = _check_template(root / TEMPLATE)
+    model_size = int(tmpl["model_size"])
+    size = int(index["image_size"][0])
+    counts: dict[str, int] = {}
+    listed = set()
+    total_bytes = 0
+    for rec in index["shards"]:
+        name = rec.get("file", "?")
+        p = root / name
+        listed.add(name)
+        if not SHARD_RE.match(name) or rec.get("split") not in index["splits"]:
+            raise ShardFormatError(f"{INDEX}: bad shard entry {rec}")
+        if not p.is_file():
+            raise ShardFormatError(f"{p}: listed in index.json but missing")
+        if p.stat().st_size != rec["bytes"]:
+            raise ShardFormatError(f"{p}: {p.stat().st_size} bytes, index says {rec['bytes']}")
+        if sha256_file(p) != rec["sha256"]:
+            raise ShardFormatError(f"{p}: sha256 mismatch (the file is corrupt or was changed)")
+        try:
+            with h5py.File(p, "r") as f:
+                check_shard_schema(f, str(p), size=size, model_size=model_size, samples=rec["samples"], split=rec["split"])
+        except OSError as exc:
+            raise ShardFormatError(f"{p}: not a readable HDF5 file ({exc})") from None
+        counts[rec["split"]] = counts.get(rec["split"], 0) + rec["samples"]
+        total_bytes += rec["bytes"]
+    for split, n in index["splits"].items():
+        if counts.get(split, 0) != n:
+            raise ShardFormatError(f"{root / INDEX}: split {split!r} says {n} samples, its shards hold {counts.get(split, 0)}")
+    for alias, members in index["split_aliases"].items():
+        if any(m not in index["splits"] for m in members):
+            raise ShardFormatError(f"{root / INDEX}: alias {alias!r} names a split that is not here: {members}")
+    stray = sorted(f.name for f in root.iterdir() if SHARD_RE.match(f.name) and f.name not in listed)
+    if stray:
+        raise ShardFormatError(f"{root / stray[0]}: shard file not listed in index.json")
+    return {"shards": len(index["shards"]), "samples": sum(counts.values()), "bytes": total_bytes}
+
+
+def _read_skipped(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ShardFormatError(f"{path}:{line_no}: not a JSON line") from None
+    return out
+
+
+def info(path: str | os.PathLike) -> dict[str, Any]:
+    """Summary of a shard directory (no checksums: see `verify`).
+
+    Keys: path, densereg_version, template, image_size, splits, split_aliases, shards, bytes,
+    bytes_per_sample, fit_nme (mean, median, p95, max), skipped (count, by_reason), config.
+    """
+    import h5py
+
+    root = Path(path)
+    index = read_index(root)
+    nme = []
+    for rec in index["shards"]:
+        if rec["samples"]:
+            with h5py.File(root / rec["file"], "r") as f:
+                nme.append(f["fit_nme"][()])
+    nme_all = np.concatenate(nme) if nme else np.zeros(0, np.float32)
+    total = sum(r["bytes"] for r in index["shards"])
+    n = int(sum(index["splits"].values()))
+    skipped = _read_skipped(root / SKIPPED)
+    by_reason: dict[str, int] = {}
+    for s in skipped:
+        kind = str(s.get("kind", s.get("reason", "?")).split(":")[0])
+        by_reason[kind] = by_reason.get(kind, 0) + 1
+    try:
+        config = json.loads((root / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        config = None
+    return {
+        "path": str(root),
+        "densereg_version": index.get("densereg_version"),
+        "template": index.get("template"),
+        "image_size": index["image_size"],
+        "splits": index["splits"],
+        "split_aliases": index["split_aliases"],
+        "shards": len(index["shards"]),
+        "samples": n,
+        "bytes": total,
+        "bytes_per_sample": (total / n) if n else None,
+        "fit_nme": {
+            "mean": float(nme_all.mean()), "median": float(np.median(nme_all)),
+            "p95": float(np.percentile(nme_all, 95)), "max": float(nme_all.max()),
+        } if nme_all.size else None,
+        "skipped": {"count": len(skipped), "by_reason": dict(sorted(by_reason.items()))},
+        "config": config,
+    }
+
+
+def format_info(summary: dict[str, Any]) -> str:
+    """`info`'s dict as a short human-readable report."""
+    lines = [
+        f"shards:      {summary['path']}  ({summary['shards']} files, {summary['bytes'] / 1e6:.1f} MB)",
+        f"template:    {summary['template']['id']}  {summary['template']['hash'][:12]}",
+        f"image size:  {summary['image_size'][0]}x{summary['image_size'][1]}",
+        "splits:      " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
+        + "".join(f"; {a} = {' + '.join(m)}" for a, m in summary["split_aliases"].items()),
+        f"samples:     {summary['samples']}"
+        + (f"  ({summary['bytes_per_sample'] / 1e3:.1f} kB per sample on disk)" if summary["bytes_per_sample"] else ""),
+    ]
+    if summary["fit_nme"]:
+        f = summary["fit_nme"]
+        lines.append(f"fit NME:     mean {f['mean']:.4f}, median {f['median']:.4f}, p95 {f['p95']:.4f}, max {f['max']:.4f}")
+    sk = summary["skipped"]
+    lines.append(f"skipped:     {sk['count']}" + (" (" + ", ".join(f"{k} {v}" for k, v in sk["by_reason"].items()) + ")"
+                                                    if sk["count"] else ""))
+    return "\n".join(lines)
