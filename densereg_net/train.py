@@ -38,6 +38,7 @@ from densereg_net.errors import NetInputError
 from densereg_net.losses import LossWeights, compute_loss
 from densereg_net.metrics import Accumulator
 from densereg_net.model import HEADS, build_model, count_parameters
+from densereg_net.options import train_options
 from densereg_net.shards import ShardIndex, load_template, read_split
 
 log = logging.getLogger(__name__)
@@ -359,30 +360,6 @@ def _version() -> str:
 
 
 # --- command-line front end shared by `densereg-net train` and `python -m densereg_net.train` ---
-
-def train_options(f):
-    """The click options of `train` (every flag defaults to None: only given flags override)."""
-    opts = [
-        click.argument("shards", type=click.Path(file_okay=False)),
-        click.option("--out", help="Run directory (checkpoints, metrics.csv, config.json)."),
-        click.option("--epochs", type=int), click.option("--batch-size", type=int, help="Per process."),
-        click.option("--lr", type=float), click.option("--weight-decay", type=float),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"])),
-        click.option("--head", type=click.Choice(sorted(HEADS))),
-        click.option("--width", type=int, help="Base channel width of the encoder-decoder (32)."),
-        click.option("--data-mode", type=click.Choice(["auto", "memory", "stream"]),
-                     help="memory: whole split on the device, augmented there (default when it fits)."),
-        click.option("--num-workers", type=int), click.option("--seed", type=int),
-        click.option("--log-every", type=int), click.option("--val-split"), click.option("--train-split"),
-        click.option("--no-augment", "augment", flag_value=False, default=None),
-        click.option("--stop-after-epoch", type=int, help="Stop after this epoch as if killed (resume later)."),
-        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON file of config values."),
-        click.option("--resume", is_flag=True, help="Continue from OUT/last.pt exactly."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
 
 def config_from_options(config_file=None, resume=False, **flags) -> TrainConfig:
     """TrainConfig from defaults <- JSON file <- given flags."""

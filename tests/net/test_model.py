@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from densereg_net.conventions import N_PARTS
+from densereg_net.losses import compute_loss
+from densereg_net.model import HEADS, build_model, get_head
+from densereg_net.options import HEAD_NAMES
+
+
+def test_head_names_match_registry():
+    assert sorted(HEADS) == HEAD_NAMES
+    with pytest.raises(KeyError, match="valid heads: classification, quantized, regression"):
+        get_head("nope")
+
+
+@pytest.mark.parametrize("head", HEAD_NAMES)
+def test_forward_shapes_no_nan(head):
+    torch.manual_seed(0)
+    k = 10
+    model = build_model(head, k, width=8).eval()
+    out = model(torch.rand(2, 3, 32, 32))
+    expected = {
+        "quantized": {"u_cls": k + 1, "v_cls": k + 1, "u_res": k, "v_res": k, "parts": N_PARTS},
+        "classification": {"u_cls": k + 1, "v_cls": k + 1, "parts": N_PARTS},
+        "regression": {"uv": 2, "parts": N_PARTS},
+    }[head]
+    assert {n: t.shape for n, t in out.items()} == {n: (2, c, 32, 32) for n, c in expected.items()}
+    assert all(torch.isfinite(t).all() for t in out.values())
+    pred = model.predict(torch.rand(2, 3, 32, 32))
+    assert pred["uv"].shape == (2, 2, 32, 32) and pred["parts"].shape == (2, 32, 32)
+    assert torch.isfinite(pred["uv"]).all() and pred["uv"].min() >= 0 and pred["uv"].max() <= 1
+
+
+def test_default_model_is_a_few_million_parameters():
+    from densereg_net.model import count_parameters
+    assert 1e6 < count_parameters(build_model()) < 8e6
+
+
+@pytest.mark.parametrize("head", HEAD_NAMES)
+def test_twenty_steps_on_one_batch_lower_the_loss(head, shards):
+    from densereg_net.augment import to_float_batch
+    from densereg_net.shards import ShardIndex, read_split
+    arrays = read_split(ShardIndex.open(shards), "train")
+    batch = to_float_batch(*(torch.from_numpy(arrays[k][:4]) for k in ("image", "uv", "parts", "landmarks")))
+    torch.manual_seed(0)
+    model = build_model(head, 10, width=8)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        loss, _ = compute_loss(head, model(batch["image"]), batch, 10)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
