@@ -5,7 +5,15 @@ Thin front ends: parse, build a config, call one library function. Heavy imports
 
 from __future__ import annotations
 
-from typing import Sequence
+import os
+
+# The fit solves many tiny linear systems: BLAS threads only fight each other (and the build's worker
+# processes). One thread per process unless the user says otherwise; set before numpy is imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
+from typing import Sequence  # noqa: E402
 
 import click
 
@@ -17,6 +25,41 @@ from densereg_cli.common import run_group, setup_logging, verbosity_options
 def cli(verbose: int, quiet: bool) -> None:
     """Dense face correspondence labels: fit a 3D face template to 68 landmarks, render U-V and parts."""
     setup_logging(verbose, quiet)
+
+
+@cli.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.argument("landmarks", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for labels.npz, iuv.png, overlay.png.")
+def label(image: Path, landmarks: Path, out_dir: Path) -> None:
+    """Fit the template to one face's 68 landmarks and write its dense labels at full resolution."""
+    from densereg_data.jobs import label_face_files
+
+    s = label_face_files(image, landmarks, out_dir)
+    click.echo(
+        f"{image}: fit landmark error {s.mean_error_px:.2f} px, NME {100 * s.nme:.2f}% of the eye distance; "
+        f"yaw {s.pose[0]:+.1f}, pitch {s.pose[1]:+.1f}, roll {s.pose[2]:+.1f} deg; "
+        f"{s.foreground_pixels} face pixels -> {s.out_dir}"
+    )
+
+
+@cli.group()
+def template() -> None:
+    """The face template."""
+
+
+@template.command("show")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Also write pictures of its U-V and parts here.")
+@click.option("--template", "template_id", default="menpo3d-face", show_default=True)
+def template_show(out_dir: Path | None, template_id: str) -> None:
+    """Print the template's facts; with --out, draw its U-V and parts."""
+    import json
+
+    from densereg_data.jobs import show_template
+
+    click.echo(json.dumps(show_template(out_dir, template_id), indent=2))
+    if out_dir is not None:
+        click.echo(f"pictures written to {out_dir}", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass
@@ -128,14 +129,13 @@ def load_template(template_id: str = DEFAULT_TEMPLATE) -> Template:
     if not path.exists():
         raise TemplateError(f"unknown template {template_id!r}; available: {', '.join(available())}")
     definition = json.loads(path.read_text())
-    sources = _read_sources(definition)
     digest = hashlib.sha256()
     digest.update(DERIVATION_VERSION.encode())
     digest.update(json.dumps(definition, sort_keys=True).encode())
-    for key in ("vertices", "faces", "landmarks"):
-        digest.update(np.ascontiguousarray(sources[key]).tobytes())
+    for src in (definition["mesh"]["source"], definition["landmarks"]["source"]):
+        digest.update(_resolve_source(src).read_bytes())
     key = digest.hexdigest()
-    arrays = cached_arrays(f"template-{definition['id']}", key, lambda: _derive(definition, sources))
+    arrays = cached_arrays(f"template-{definition['id']}", key, lambda: _derive(definition, _read_sources(definition)))
     n_contour = len(definition["contour"]["landmarks"])
     offsets = arrays["contour_offsets"]
     return Template(
@@ -154,17 +154,26 @@ def load_template(template_id: str = DEFAULT_TEMPLATE) -> Template:
     )
 
 
+def _resolve_source(src: str) -> Path:
+    """A definition's source: "menpo3d:<asset>" (menpo3d's bundled data, found without importing it) or a path."""
+    if not src.startswith("menpo3d:"):
+        return Path(src)
+    spec = importlib.util.find_spec("menpo3d")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailableError("the face template needs menpo3d: pip install 'densereg[data]'")
+    return Path(spec.submodule_search_locations[0]) / "data" / src.split(":", 1)[1]
+
+
 def _read_sources(definition: dict) -> dict[str, np.ndarray]:
-    """Mesh and 3D landmarks from the definition's sources ("menpo3d:<asset>" or a file path)."""
-    mesh_src, lm_src = definition["mesh"]["source"], definition["landmarks"]["source"]
-    try:
+    """Mesh and 3D landmarks from the definition's sources."""
+    import warnings
+
+    with warnings.catch_warnings():  # menpo warns about its optional cython warps on import
+        warnings.simplefilter("ignore")
         import menpo3d.io as m3io
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise BackendUnavailableError("the face template needs menpo3d: pip install 'densereg[data]'") from exc
 
-    def resolve(src: str) -> Path:
-        return m3io.data_dir_path() / src.split(":", 1)[1] if src.startswith("menpo3d:") else Path(src)
-
+    mesh_src, lm_src = definition["mesh"]["source"], definition["landmarks"]["source"]
+    resolve = _resolve_source
     mesh = m3io.import_mesh(str(resolve(mesh_src)))
     scale = float(definition["mesh"]["scale"])
     ljson = json.loads(resolve(lm_src).read_text())
