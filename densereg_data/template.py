@@ -414,3 +414,60 @@ def _contour_candidates(vertices: np.ndarray, landmark_points: np.ndarray, spec:
         rest = [j for j in idx[pick] if j != first]
         out.append(np.array([first] + rest, dtype=np.int64))
     return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# facts for consumers of shards (template.h5)
+
+
+def template_facts(grid: int = 256, template_id: str = DEFAULT_TEMPLATE) -> dict:
+    """What a consumer of shards needs to score U-V predictions, without densereg (docs/FORMAT.md).
+
+    Returns landmark_uv (68, 2) float64; uv_to_xyz (G, G, 3) float32, the template position at U-V grid
+    point [row, col] with u = col / (G - 1), v = 1 - row / (G - 1), NaN off the face; eye_distance float;
+    part_uv (G, G) uint8 (0 off the face); and the attributes template_id, template_hash, units,
+    model_size (number of model coefficients).
+    """
+    from densereg_data.model import laplace_beltrami_model
+    from densereg_data.raster import face_labels, interpolate, rasterize
+
+    t = load_template(template_id)
+    if grid < 2:
+        raise TemplateError(f"grid must be at least 2, got {grid}")
+    in_uv = np.c_[t.uv[:, 0] * (grid - 1), (1.0 - t.uv[:, 1]) * (grid - 1), np.zeros(len(t.uv))]
+    raster = rasterize(in_uv, t.faces, (grid, grid))
+    xyz = interpolate(raster, t.faces, t.vertices).astype(np.float32)
+    xyz[~raster.mask] = np.nan
+    return {
+        "landmark_uv": t.landmark_uv.copy(),
+        "uv_to_xyz": xyz,
+        "eye_distance": float(t.eye_distance),
+        "part_uv": face_labels(raster, t.face_parts),
+        "template_id": t.id,
+        "template_hash": t.hash,
+        "units": t.units,
+        "model_size": int(laplace_beltrami_model(template_id).n_coefficients),
+    }
+
+
+def uv_lookup(uv_to_xyz: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of template positions at U-V points: grid (G, G, 3), uv (n, 2) -> (n, 3).
+
+    Grid cells with a NaN corner fall back to the nearest grid point, so points on the face's edge
+    still get a position.
+    """
+    g = uv_to_xyz.shape[0]
+    col = np.clip(uv[:, 0], 0, 1) * (g - 1)
+    row = (1.0 - np.clip(uv[:, 1], 0, 1)) * (g - 1)
+    c0, r0 = np.minimum(np.floor(col).astype(int), g - 2), np.minimum(np.floor(row).astype(int), g - 2)
+    fc, fr = (col - c0)[:, None], (row - r0)[:, None]
+    out = (
+        uv_to_xyz[r0, c0] * (1 - fc) * (1 - fr)
+        + uv_to_xyz[r0, c0 + 1] * fc * (1 - fr)
+        + uv_to_xyz[r0 + 1, c0] * (1 - fc) * fr
+        + uv_to_xyz[r0 + 1, c0 + 1] * fc * fr
+    )
+    bad = ~np.all(np.isfinite(out), axis=1)
+    if bad.any():
+        out[bad] = uv_to_xyz[np.round(row[bad]).astype(int), np.round(col[bad]).astype(int)]
+    return out
