@@ -4,8 +4,9 @@ Convention: the face crop (matches the shard builder)
     A square of side ``max(w, h) * (1 + 2 * margin)`` centred on the centre of the landmarks'
     (or the box's) bounding box, in continuous image coordinates (pixel centres at integers, the
     image's top-left corner at (-0.5, -0.5)), resampled bilinearly to S x S pixels:
-    ``crop_xy = (xy - (c - side / 2)) * S / side - 0.5`` (`crop_from_image`). margin and S come from
-    the checkpoint (the shards' config.json: ``margin``, ``size``).
+    ``crop_xy = (xy - (c - side / 2)) * S / side - 0.5`` (`crop_from_image`), box-prefiltered when
+    shrinking (`crop_image`). margin and S come from the checkpoint (the shards' config.json:
+    ``margin``, ``size``). Identical to densereg_data.label.crop_from_image / warp_crop (a test pins it).
 
 Convention: .pts
     1-based on disk ("1 1" is the pixel (0, 0)), 0-based (x, y) in memory.
@@ -83,6 +84,25 @@ def crop_from_landmarks(points: np.ndarray, margin: float, size: int) -> np.ndar
     return crop_from_box(lo[0], lo[1], hi[0], hi[1], margin, size)
 
 
+def crop_image(image: np.ndarray, crop_from_image: np.ndarray, size: int) -> np.ndarray:
+    """Resample (H, W, 3) uint8 into the (size, size, 3) crop exactly as the shard builder does:
+    when shrinking by a >= 2, first average factor x factor blocks (Pillow ``reduce``), then bilinear
+    Pillow AFFINE resampling; outside the image is black."""
+    a = crop_from_image[0, 0]
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    factor = max(1, int(np.floor(1.0 / a))) if a < 1.0 else 1
+    A3 = np.vstack([crop_from_image, [0, 0, 1]])
+    if factor > 1:  # reduced_xy = (xy + 0.5) / factor - 0.5
+        pil = pil.reduce(factor)
+        reduced = np.array([[1 / factor, 0, 0.5 / factor - 0.5], [0, 1 / factor, 0.5 / factor - 0.5], [0, 0, 1]])
+        A3 = A3 @ np.linalg.inv(reduced)
+    inv = np.linalg.inv(A3)
+    lin, t = inv[:2, :2], inv[:2, 2]
+    c = t + 0.5 - lin @ np.array([0.5, 0.5])  # Pillow samples in pixel-edge coordinates
+    coeffs = (lin[0, 0], lin[0, 1], c[0], lin[1, 0], lin[1, 1], c[1])
+    return np.asarray(pil.transform((size, size), Image.AFFINE, coeffs, resample=Image.BILINEAR), dtype=np.uint8)
+
+
 def warp_image(image: np.ndarray, A: np.ndarray, out_hw: tuple[int, int], mode: str = "bilinear") -> np.ndarray:
     """Resample (H, W, C) with out_xy = A @ [x, y, 1] into out_hw (height, width); zeros outside."""
     H, W = image.shape[:2]
@@ -113,7 +133,7 @@ def predict(checkpoint, image_path, out_dir, landmarks_path=None, bbox=None, dev
         A = crop_from_landmarks(read_pts(landmarks_path), margin, size)
     else:
         A = crop_from_box(*bbox, margin, size)
-    crop = warp_image(image.astype(np.float32), A, (size, size)).round().clip(0, 255).astype(np.uint8)
+    crop = crop_image(image, A, size)
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt, dev)
     x = torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).float().div(255).to(dev)  # (1, 3, S, S)
