@@ -119,7 +119,7 @@ def _decode(path: str | os.PathLike, min_scale: float | None) -> ReducedImage:
             if min_scale is not None:
                 if not 0 < min_scale:
                     raise ShapeError(f"min_scale must be > 0, got {min_scale}")
-                factor = next(k for k in _REDUCTIONS if 1.0 / k >= min_scale)
+                factor = next((k for k in _REDUCTIONS if 1.0 / k >= min_scale), 1)
             while factor > 1 and min(full) // factor < 1:
                 factor //= 2
             drafted = None

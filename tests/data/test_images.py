@@ -142,3 +142,9 @@ def test_reduced_decoding_tiny_image(tmp_path):
     write_png(tmp_path / "tiny.png", np.zeros((3, 5, 3), np.uint8))
     red = read_image_reduced(tmp_path / "tiny.png", min_scale=0.01)
     assert red.factor == 2 and red.image.shape == (2, 3, 3)
+
+
+def test_reduced_decoding_never_upsamples(tmp_path):
+    write_png(tmp_path / "small.png", np.zeros((6, 8, 3), np.uint8))
+    red = read_image_reduced(tmp_path / "small.png", min_scale=3.0)  # the caller would need upsampling
+    assert red.factor == 1 and red.image.shape == (6, 8, 3)
