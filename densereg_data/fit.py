@@ -165,7 +165,7 @@ class FitConfig:
 
     camera: str = "orthographic"
     iterations: int = 4
-    landmark_sigma_mm: float = 0.5  # annotation noise, in template mm: lower fits closer, higher trusts the prior more
+    landmark_sigma_mm: float = 0.15  # annotation noise, in template mm: lower fits closer, higher trusts the prior more
     contour_sigma_scale: float = 1.5  # the jaw contour is annotated less precisely
     slide_contour: bool = True
     focal_length: float | None = None  # perspective only; default: the image's larger side
@@ -203,7 +203,9 @@ class Fitter:
         object.__setattr__(self, "_cand_vertices", flat)
         object.__setattr__(self, "_cand_mean", self.model.mean[flat])
         object.__setattr__(self, "_cand_funcs", self.model.functions[flat].astype(np.float64))
-        object.__setattr__(self, "_cand_starts", np.cumsum([0] + [len(r) for r in rows])[:-1])
+        starts = np.cumsum([0] + [len(r) for r in rows])[:-1]
+        object.__setattr__(self, "_cand_starts", starts)
+        object.__setattr__(self, "_cand_row", np.repeat(np.arange(len(rows)), [len(r) for r in rows]))
         # outward direction of each contour landmark, in the template's horizontal plane
         centre = self.template.landmark_points[30]
         outward = self.template.landmark_points[list(self.template.contour_landmarks)] - centre
@@ -218,23 +220,20 @@ class Fitter:
         mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
         vertices, weights = self.landmark_vertices.copy(), self.landmark_weights.copy()
         inv_var = 1.0 / (config.landmark_sigma_mm * np.where(self._jaw_mask, config.contour_sigma_scale, 1.0)) ** 2
-        prior_inv_var = 1.0 / self.model.prior_std**2
+        prior_std = self.model.prior_std
+        directions = self.model.similarity_directions()
         coeffs = self.model.zero()
-        points = mean
+        # start: the camera from the inner landmarks alone (the jaw's correspondences are unknown yet)
+        _, rotation, _ = _orthographic_camera(mean, x, np.where(self._jaw_mask, 0.0, inv_var))
+        points = self._update_contour(contour, coeffs, rotation, mean, funcs, vertices, weights)
         for _ in range(config.iterations):
             scale, rotation, shift = _orthographic_camera(points, x, inv_var)
-            coeffs = _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_inv_var)
-            if contour:
-                chosen = self._slide_contour(coeffs, rotation)
-                mean[contour] = self._cand_mean[chosen]
-                funcs[contour] = self._cand_funcs[chosen]
-                vertices[contour] = self._cand_vertices[chosen][:, None]
-                weights[contour] = (1.0, 0.0, 0.0)
-            points = mean + funcs @ coeffs
+            coeffs = _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_std, directions)
+            points = self._update_contour(contour, coeffs, rotation, mean, funcs, vertices, weights)
         scale, rotation, shift = _orthographic_camera(points, x, inv_var)
         camera = Camera("orthographic", rotation, np.array([shift[0], shift[1], 0.0]), scale=scale)
         if config.camera == "perspective":
-            camera, coeffs = _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, prior_inv_var, config)
+            camera, coeffs = _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, 1.0 / prior_std**2, config)
             points = mean + funcs @ coeffs
         fitted = camera.project(points)[:, :2]
         if not np.all(np.isfinite(fitted)):
@@ -252,18 +251,38 @@ class Fitter:
             iterations=config.iterations,
         )
 
+    def _update_contour(self, contour, coeffs, rotation, mean, funcs, vertices, weights) -> np.ndarray:
+        """Slide the contour landmarks (in place in mean, funcs, vertices, weights); return the (68, 3) points."""
+        if contour:
+            chosen = self._slide_contour(coeffs, rotation)
+            mean[contour] = self._cand_mean[chosen]
+            funcs[contour] = self._cand_funcs[chosen]
+            vertices[contour] = self._cand_vertices[chosen][:, None]
+            weights[contour] = (1.0, 0.0, 0.0)
+        return mean + funcs @ coeffs
+
     def _slide_contour(self, coeffs: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Index into the candidate arrays of the outermost candidate of each contour row."""
         points = self._cand_mean + self._cand_funcs @ coeffs
         image_xy = points @ rotation[:2].T  # (M, 2), scale and shift do not change the argmax
         direction = self._outward @ rotation[:2].T  # (R, 2)
-        row_of = np.repeat(np.arange(len(self._cand_starts)), np.diff(np.r_[self._cand_starts, len(points)]))
-        score = np.einsum("mc,mc->m", image_xy, direction[row_of])
+        row_of = self._cand_row
+        score = (image_xy * direction[row_of]).sum(axis=1)
         # argmax per row: sort-free via maximum.reduceat
         best = np.maximum.reduceat(score, self._cand_starts)
         hit = np.flatnonzero(score == best[row_of])
         first = np.r_[True, row_of[hit][1:] != row_of[hit][:-1]]
         return hit[first]
+
+    def project_landmarks(self, coefficients: np.ndarray, camera: Camera, slide_contour: bool = True) -> np.ndarray:
+        """(68, 2) image positions of the landmarks of a shape seen by `camera`, the jaw points taken on
+        the silhouette by the fit's own contour rule (as an annotator would mark them)."""
+        mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
+        if slide_contour:
+            contour = list(self.template.contour_landmarks)
+            chosen = self._slide_contour(coefficients, camera.rotation)
+            mean[contour], funcs[contour] = self._cand_mean[chosen], self._cand_funcs[chosen]
+        return camera.project(mean + funcs @ coefficients)[:, :2]
 
     def vertices_in_image(self, result: FitResult) -> np.ndarray:
         """(V, 3) float64: the fitted shape's vertices projected to the image (x, y, depth)."""
@@ -312,23 +331,46 @@ def _orthographic_camera(points: np.ndarray, x: np.ndarray, w: np.ndarray) -> tu
     scale = float(np.sum((Pw @ q2.T) * Xc) / np.sum((Pw @ q2.T) * (P @ q2.T)))
     if not np.isfinite(scale) or scale <= 0:
         raise FitError(f"no valid camera: scale {scale}")
-    rotation = np.vstack([q2, np.cross(q2[0], q2[1])])
+    a, b = q2
+    rotation = np.array([a, b, [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]])
     shift = xc - scale * (q2 @ pc)
     return scale, rotation, shift
 
 
-def _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_inv_var) -> np.ndarray:
-    """MAP coefficients (n, 3) given an orthographic camera (the two image axes decouple; depth keeps the prior)."""
+def _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_std, directions) -> np.ndarray:
+    """MAP coefficients (n, 3) given an orthographic camera.
+
+    In the camera-aligned frame (c' = c Q^T) the image axes see only c'_0 and c'_1 and share one n x n
+    normal matrix; depth c'_2 has only its prior. The similarity directions (rotations, scaling), given
+    in the template frame (k, n, 3), are constrained to zero by Lagrange multipliers (a k x k system).
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    prior_inv_var = 1.0 / prior_std**2
     residual = (x - shift - scale * (mean @ rotation[:2].T)) / scale  # (68, 2) in mm
     fw = funcs * inv_var[:, None]
-    lhs = funcs.T @ fw + np.diag(prior_inv_var)
-    rhs = fw.T @ residual  # (n, 2)
     try:
-        c_cam = np.linalg.solve(lhs, rhs)
+        chol = cho_factor(funcs.T @ fw + np.diag(prior_inv_var), check_finite=False)
     except np.linalg.LinAlgError as exc:
         raise FitError(f"shape solve failed: {exc}") from exc
-    # camera-aligned coefficients (n, 3) with depth 0 -> template frame
-    return np.hstack([c_cam, np.zeros((len(c_cam), 1))]) @ rotation
+
+    def solve(rhs):  # H^-1 for (n, 3, m) right-hand sides: the shared block on axes 0, 1; the prior on depth
+        out = np.empty_like(rhs)
+        out[:, :2] = cho_solve(chol, rhs[:, :2].reshape(len(rhs), -1), check_finite=False).reshape(rhs[:, :2].shape)
+        out[:, 2] = rhs[:, 2] * prior_std[:, None] ** 2
+        return out
+
+    g = np.zeros((len(funcs.T), 3, 1))
+    g[:, :2, 0] = fw.T @ residual
+    c = solve(g)[..., 0]
+    if len(directions):
+        # constraint rows in the camera frame, in the prior metric: sum_k d_k . c_k / sigma_k^2 = 0
+        a = (directions @ rotation.T) * prior_inv_var[None, :, None]  # (k, n, 3)
+        h_inv_at = solve(a.transpose(1, 2, 0))  # (n, 3, k)
+        schur = np.einsum("knc,ncj->kj", a, h_inv_at)
+        lam = np.linalg.solve(schur, np.einsum("knc,nc->k", a, c))
+        c = c - h_inv_at @ lam
+    return c @ rotation
 
 
 def _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, prior_inv_var, config: FitConfig):

@@ -46,6 +46,10 @@ class DeformableModel:
     mean: np.ndarray
     functions: np.ndarray
     prior_std: np.ndarray
+    #: (n, 3): the functions' coefficients of the centred coordinate fields X, Y, Z (M-projection); they
+    #: span the displacements that imitate a small rotation or a scaling, which the model must not make
+    #: (the camera owns pose and scale). None: no such constraint.
+    coordinate_coefficients: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         v, n = self.functions.shape
@@ -88,9 +92,36 @@ class DeformableModel:
         funcs = np.einsum("mk,mkn->mn", weights, self.functions[vertices].astype(np.float64))
         return mean, funcs
 
+    def similarity_directions(self, rotation: np.ndarray | None = None) -> np.ndarray:
+        """(4, n, 3) coefficient directions of the infinitesimal rotations about x, y, z and of scaling,
+        in the template frame, or in the frame of `rotation` (3, 3) (coefficients c -> c @ rotation.T)."""
+        if self.coordinate_coefficients is None:
+            return np.zeros((0, self.n_functions, 3))
+        a = self.coordinate_coefficients if rotation is None else self.coordinate_coefficients @ rotation.T
+        ax, ay, az = a[:, 0], a[:, 1], a[:, 2]
+        zero = np.zeros_like(ax)
+        return np.stack(
+            [
+                np.stack([zero, -az, ay], axis=1),  # rotation about x: (0, -z, y)
+                np.stack([az, zero, -ax], axis=1),  # rotation about y: (z, 0, -x)
+                np.stack([-ay, ax, zero], axis=1),  # rotation about z: (-y, x, 0)
+                np.stack([ax, ay, az], axis=1),  # scaling: (x, y, z)
+            ]
+        )
+
+    def constrain(self, coefficients: np.ndarray) -> np.ndarray:
+        """Project (n, 3) coefficients onto the prior-orthogonal complement of the similarity directions."""
+        d = self.similarity_directions()
+        if len(d) == 0:
+            return coefficients
+        sd = self.prior_std[:, None]
+        basis, _ = np.linalg.qr((d / sd).reshape(len(d), -1).T)  # whitened, orthonormal (3n, 4)
+        w = (coefficients / sd).ravel()
+        return (w - basis @ (basis.T @ w)).reshape(coefficients.shape) * sd
+
     def sample(self, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
-        """(n, 3) coefficients drawn from the prior (times `scale`)."""
-        return rng.standard_normal((self.n_functions, 3)) * (scale * self.prior_std)[:, None]
+        """(n, 3) coefficients drawn from the prior (times `scale`), without rotation or scaling."""
+        return self.constrain(rng.standard_normal((self.n_functions, 3)) * (scale * self.prior_std)[:, None])
 
 
 def cotangent_laplacian(vertices: np.ndarray, faces: np.ndarray):
@@ -139,9 +170,12 @@ def laplace_beltrami_model(template_id: str = "menpo3d-face") -> DeformableModel
     values = arrays["eigenvalues"]
     area = float(arrays["mass"].sum())
     rms = float(spec["rms_displacement_mm"]) * (values[0] / values) ** float(spec["decay"])
+    mass = arrays["mass"]
+    centred = template.vertices - (mass @ template.vertices) / area
     return DeformableModel(
         name=f"{template.id}/laplace-beltrami-{n}",
         mean=template.vertices,
         functions=arrays["functions"],
         prior_std=rms * np.sqrt(area),
+        coordinate_coefficients=arrays["functions"].T.astype(np.float64) @ (mass[:, None] * centred),
     )

@@ -1,0 +1,68 @@
+"""Synthetic faces with known truth: shapes from the model's prior, random poses, noisy 68 landmarks.
+
+Used to measure the fit against ground truth (tests/data/test_fit.py, benchmarks/bench_fit.py): pose
+error and per-pixel label error, which real data cannot give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from densereg_data import conventions as cv
+from densereg_data.fit import FLIP_YZ, Camera, FitResult, Fitter, rotation_angle, rotation_from_pose
+from densereg_data.raster import interpolate, rasterize
+
+
+@dataclass(frozen=True)
+class SyntheticFace:
+    """coefficients (n, 3); camera (orthographic); landmarks (68, 2) noisy px; clean (68, 2) px."""
+
+    coefficients: np.ndarray
+    camera: Camera
+    landmarks: np.ndarray
+    clean_landmarks: np.ndarray
+    image_size: tuple[int, int]
+
+
+def synthetic_face(
+    fitter: Fitter,
+    rng: np.random.Generator,
+    *,
+    max_yaw: float = 75.0,
+    max_pitch: float = 30.0,
+    max_roll: float = 30.0,
+    noise: float = 0.01,
+    size: int = 256,
+) -> SyntheticFace:
+    """A random face: prior shape, uniform pose within the bounds, landmarks with Gaussian noise of
+    `noise` x the outer-eye-corner distance (per coordinate). The jaw landmarks are taken on the
+    silhouette, as an annotator marks them (the fit's own contour rule applied to the true shape)."""
+    coeffs = fitter.model.sample(rng)
+    pose = rng.uniform([-max_yaw, -max_pitch, -max_roll], [max_yaw, max_pitch, max_roll])
+    rotation = FLIP_YZ @ rotation_from_pose(*pose)
+    scale = 0.45 * size / fitter.template.eye_distance * 1.0  # eye distance ~ 45% of the image when frontal
+    camera = Camera("orthographic", rotation, np.array([(size - 1) / 2, (size - 1) / 2, 0.0]), scale=scale)
+    clean = fitter.project_landmarks(coeffs, camera)
+    eye = cv.eye_distance(clean)
+    landmarks = clean + rng.normal(scale=noise * eye, size=clean.shape)
+    return SyntheticFace(coeffs, camera, landmarks, clean, (size, size))
+
+
+def pose_error(fit: FitResult, truth: SyntheticFace) -> float:
+    """Geodesic angle (degrees) between the fitted and the true head rotation."""
+    return rotation_angle(fit.camera.rotation, truth.camera.rotation)
+
+
+def label_errors(fitter: Fitter, fit: FitResult, truth: SyntheticFace) -> np.ndarray:
+    """Per-pixel label error over the pixels both renders cover: the template distance between the
+    fitted and the true correspondence at the pixel, divided by the template's eye distance. (n,)"""
+    template = fitter.template
+    renders = []
+    for coeffs, camera in ((fit.coefficients, fit.camera), (truth.coefficients, truth.camera)):
+        vertices = camera.project(fitter.model.shape(coeffs))
+        raster = rasterize(vertices, template.faces, truth.image_size)
+        renders.append((raster.mask, interpolate(raster, template.faces, template.vertices)))
+    both = renders[0][0] & renders[1][0]
+    return np.linalg.norm(renders[0][1][both] - renders[1][1][both], axis=1) / template.eye_distance
