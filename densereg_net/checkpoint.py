@@ -3,7 +3,7 @@
 Keys: model, optimizer, scheduler (state dicts); rng {"torch": ByteTensor, "cuda": [ByteTensor]};
 epoch (next epoch to run), step (next step within it), global_step, best_metric; config (the resolved
 training config), model_config {head, k, width}, k, part_names, index_sha256 (sha256 of the shards'
-index.json), build_config (the shards' config.json: size, margin, ...), template {landmark_uv (68x2
+index.json), build_config (the shards' config.json), crop {margin, size}, template {landmark_uv (68x2
 list), eye_distance}, mean_landmarks (68x2 list, training mean in crop pixels), version.
 """
 

@@ -127,8 +127,8 @@ def predict(checkpoint, image_path, out_dir, landmarks_path=None, bbox=None, dev
     if ckpt.get("template") is None:
         raise NetInputError(f"{checkpoint} has no template landmark U-V (trained on shards without template.h5)")
     image = load_image(image_path)
-    size = int(ckpt.get("image_size", [ckpt["build_config"].get("size", 256)])[0])
-    margin = float(ckpt["build_config"].get("margin", 0.25))
+    crop_cfg = ckpt.get("crop") or {"margin": 0.25, "size": ckpt.get("image_size", [256])[0]}
+    size, margin = int(crop_cfg["size"]), float(crop_cfg["margin"])
     if landmarks_path is not None:
         A = crop_from_landmarks(read_pts(landmarks_path), margin, size)
     else:
@@ -136,7 +136,7 @@ def predict(checkpoint, image_path, out_dir, landmarks_path=None, bbox=None, dev
     crop = crop_image(image, A, size)
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt, dev)
-    x = torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0).float().div(255).to(dev)  # (1, 3, S, S)
+    x = torch.from_numpy(crop.copy()).permute(2, 0, 1).unsqueeze(0).float().div(255).to(dev)  # (1, 3, S, S)
     pred = model.predict(x)
     uv, parts, fg = pred["uv"][0].float(), pred["parts"][0], pred["fg"][0]
     lm_crop = landmarks_from_uv(uv, fg, torch.tensor(ckpt["template"]["landmark_uv"])).numpy()

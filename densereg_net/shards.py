@@ -102,6 +102,11 @@ class ShardIndex:
                 raise NetInputError(f"shard file listed in index.json is missing: {p}")
         return out
 
+    def crop(self) -> dict:
+        """{"margin", "size"} of the crops, from config.json (top level or its "build" object)."""
+        cfg = self.build_config.get("build", self.build_config) if isinstance(self.build_config, dict) else {}
+        return {"margin": float(cfg.get("margin", 0.25)), "size": int(cfg.get("size", self.image_size[0]))}
+
     def has_split(self, split: str) -> bool:
         members = self.aliases.get(split, [split])
         return all(self.splits.get(m, 0) > 0 for m in members)

@@ -267,7 +267,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             "epoch": next_epoch, "step": next_step, "global_step": global_step, "best_metric": best,
             "config": cfg.to_dict(), "model_config": dict(raw_model.config), "k": k,
             "part_names": list(index.part_names), "index_sha256": index.sha256, "build_config": index.build_config,
-            "image_size": list(index.image_size),
+            "image_size": list(index.image_size), "crop": index.crop(),
             "template": ({"landmark_uv": template.landmark_uv.tolist(), "eye_distance": template.eye_distance}
                          if template is not None else None),
             "mean_landmarks": mean_lm.tolist(), "version": _version(),

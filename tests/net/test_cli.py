@@ -180,3 +180,10 @@ def test_crop_matches_the_shard_builder():
         assert np.allclose(A, label.crop_from_image(lm, size, 0.25), atol=1e-12)
         img = rng.integers(0, 255, (480, 520, 3), dtype=np.uint8)
         assert np.array_equal(crop_image(img, A, size), label.warp_crop(img, A, size))
+
+
+def test_crop_settings_from_nested_build_config(tmp_path):
+    import json as _json
+    shards = write_shards(tmp_path / "s")
+    (shards / "config.json").write_text(_json.dumps({"build": {"margin": 0.3, "size": 32}, "format_version": 1}))
+    assert ShardIndex.open(shards).crop() == {"margin": 0.3, "size": 32}

@@ -39,7 +39,7 @@ def test_train_writes_checkpoints_metrics_and_config(shards, tmp_path, caplog):
     assert r["epoch"] == 2 and not r["stopped"]
     ck = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
     assert ck["epoch"] == 2 and ck["step"] == 0 and ck["k"] == 10 and len(ck["index_sha256"]) == 64
-    assert ck["config"]["head"] == "quantized" and ck["build_config"]["margin"] == 0.25
+    assert ck["config"]["head"] == "quantized" and ck["crop"] == {"margin": 0.25, "size": 32}
     assert (tmp_path / "run" / "best.pt").is_file()
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"] and "val_dense" in rows[0] and "val_nme" in rows[0]
