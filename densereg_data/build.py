@@ -31,7 +31,7 @@ import numpy as np
 from densereg_data.build_exec import EXECUTORS, cpu_count  # noqa: F401  (re-exported registry)
 from densereg_data.datasets import SampleRef, Scan, make_dataset
 from densereg_data.errors import BuildError, DenseRegError, FitError, ImageFileError, LandmarkFileError, ShardFormatError
-from densereg_data.shards import (CONFIG, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE, TMP_PREFIX, ShardRecord,
+from densereg_data.shards import (COMPRESSIONS, CONFIG, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE, TMP_PREFIX, ShardRecord,
                                   ShardWriter, atomic_write_bytes, dumps_json, sample_schema, sha256_file, shard_name,
                                   write_index, write_template)
 
@@ -63,6 +63,8 @@ class BuildConfig:
     executor: str = "local"
     scheduler: str | None = None
     dask_processes: bool = True
+    reduced_decode: bool = True
+    compression: str = "lzf"
     overwrite: bool = False
     progress: bool = True
 
@@ -79,6 +81,8 @@ class BuildConfig:
             raise BuildError(f"--workers must be >= 1, got {self.workers}")
         if int(self.samples_per_shard) < 1:
             raise BuildError(f"samples_per_shard must be >= 1, got {self.samples_per_shard}")
+        if self.compression not in COMPRESSIONS:
+            raise BuildError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
         if self.executor not in EXECUTORS:
             raise BuildError(f"unknown executor {self.executor!r} (valid: {', '.join(sorted(EXECUTORS))})")
 
@@ -100,6 +104,7 @@ class LabelSettings:
     size: int
     margin: float
     max_fit_nme: float | None
+    reduced_decode: bool = True
 
 
 class Backend:
@@ -136,13 +141,37 @@ def _labeller_for(factory: Callable[[], Any]):
     lab = _LABELLERS.get(key)
     if lab is None:
         lab = _LABELLERS[key] = factory()
+        fitter = getattr(lab, "fitter", None)
+        if fitter is not None and callable(getattr(fitter, "fit", None)):
+            try:  # time the fit apart from crop + render, without touching the labeller's code
+                lab.fitter = _TimedFitter(fitter)
+            except (AttributeError, TypeError):
+                pass
     return lab
+
+
+class _TimedFitter:
+    """Delegates to a fitter; remembers how long its last `fit` call took (`last_fit_seconds`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.last_fit_seconds = 0.0
+
+    def fit(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self._inner.fit(*args, **kwargs)
+        finally:
+            self.last_fit_seconds = time.perf_counter() - t0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], Any]) -> dict[str, Any]:
     """Label one sample. Never raises on bad input: returns ``{"sample": arrays or None, "skip": {...} or
     None, "times": {stage: seconds}}``. `sample` holds the shard datasets of docs/FORMAT.md."""
-    from densereg_data.images import read_image
+    from densereg_data.images import ReducedImage, read_image, read_image_reduced
     from densereg_data.landmarks import read_landmarks
 
     times = {"decode": 0.0, "fit": 0.0, "crop+render": 0.0}
@@ -154,11 +183,21 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
     t0 = time.perf_counter()
     try:
         landmarks = read_landmarks(ref.landmarks).points
-        image = read_image(ref.image)
+        lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+        side = float(max(hi - lo)) * (1.0 + 2.0 * settings.margin)
+        if settings.reduced_decode and side > 0:  # decode at 1/k with k <= side / S: no detail is lost
+            reduced = read_image_reduced(ref.image, min_scale=settings.size / side)
+        else:
+            full = read_image(ref.image)
+            reduced = ReducedImage(full, 1, (full.shape[0], full.shape[1]))
     except LandmarkFileError as exc:
         return skip("landmarks", str(exc))
     except ImageFileError as exc:
         return skip("image", str(exc))
+    image = reduced.image
+    reduced_from_image = reduced.reduced_from_image
+    if reduced.factor != 1:
+        landmarks = landmarks @ reduced_from_image[:, :2].T + reduced_from_image[:, 2]
     t1 = time.perf_counter()
     times["decode"] = t1 - t0
     try:
@@ -173,12 +212,12 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
         log.warning("labelling %s raised %s: %s", ref.source, type(exc).__name__, exc)
         return skip("error", f"unexpected {type(exc).__name__} labelling {ref.source}: {exc}")
     t2 = time.perf_counter()
-    stage = getattr(out, "timings", None) or getattr(labeller, "last_timings", None)
-    if isinstance(stage, dict) and "fit" in stage:
-        times["fit"] = float(stage["fit"])
-        times["crop+render"] = max(t2 - t1 - times["fit"], 0.0)
-    else:
-        times["crop+render"] = t2 - t1
+    times["fit"] = float(getattr(getattr(labeller, "fitter", None), "last_fit_seconds", 0.0))
+    times["crop+render"] = max(t2 - t1 - times["fit"], 0.0)
+    crop_from_image = np.asarray(out.crop_from_image, np.float64)
+    if reduced.factor != 1:  # crop_from_image = crop_from_reduced @ reduced_from_image
+        crop_from_image = np.hstack([crop_from_image[:, :2] @ reduced_from_image[:, :2],
+                                     (crop_from_image[:, :2] @ reduced_from_image[:, 2] + crop_from_image[:, 2])[:, None]])
     nme = float(out.fit_nme)
     if settings.max_fit_nme is not None and not nme <= settings.max_fit_nme:
         return skip("fit_nme", f"fit NME {nme:.4f} > --max-fit-nme {settings.max_fit_nme} for {ref.source}")
@@ -187,9 +226,9 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
         "uv": np.asarray(out.uv).astype(np.float16),
         "parts": np.asarray(out.parts, np.uint8),
         "landmarks": np.asarray(out.landmarks, np.float32),
-        "crop_from_image": np.asarray(out.crop_from_image, np.float64),
+        "crop_from_image": crop_from_image,
         "source": ref.source,
-        "source_size": np.asarray(image.shape[:2], np.int32),
+        "source_size": np.asarray(reduced.source_size, np.int32),
         "fit_nme": np.float32(nme),
         "crop_from_template": np.asarray(out.crop_from_template, np.float64),
         "pose": np.asarray(out.pose, np.float32),
@@ -227,7 +266,8 @@ def output_config(cfg: BuildConfig, root: str | None, template: dict) -> dict:
     """The config.json document: only what changes the output (not workers, executor, ...)."""
     from densereg_data import __version__
 
-    build = {k: getattr(cfg, k) for k in ("dataset", "split", "size", "margin", "val_fraction", "seed", "max_fit_nme")}
+    build = {k: getattr(cfg, k) for k in ("dataset", "split", "size", "margin", "val_fraction", "seed", "max_fit_nme",
+                                          "reduced_decode", "compression")}
     build["root"] = root
     build["samples_per_shard"] = cfg.shard_capacity()
     return {"densereg_version": __version__, "format_version": FORMAT_VERSION, "template": template, "build": build}
@@ -356,7 +396,7 @@ def run_build(cfg: BuildConfig, backend: Backend | None = None) -> BuildReport:
     if report.resumed_shards:
         log.info("resuming: %d of %d shards already complete", report.resumed_shards, len(plan))
 
-    settings = LabelSettings(cfg.size, float(cfg.margin), cfg.max_fit_nme)
+    settings = LabelSettings(cfg.size, float(cfg.margin), cfg.max_fit_nme, cfg.reduced_decode)
     refs = [r for e in todo for r in e["refs"]]
     n_skip_prev = sum(len(v) for v in skipped.values())
     t_label = time.perf_counter()
@@ -369,7 +409,8 @@ def run_build(cfg: BuildConfig, backend: Backend | None = None) -> BuildReport:
                 writer = None
                 try:
                     writer = ShardWriter(out / entry["file"], entry["split"], size=cfg.size, model_size=model_size,
-                                         capacity=len(entry["refs"]), attrs={"plan_sha256": entry["plan_sha256"]})
+                                         capacity=len(entry["refs"]), attrs={"plan_sha256": entry["plan_sha256"]},
+                                         compression=cfg.compression)
                     skips = []
                     for ref in entry["refs"]:
                         res = next(results)

@@ -47,8 +47,8 @@ def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int
             raise ShardFormatError(f"{name}: {key} has dtype {_h5_dtype_name(ds)}, expected {dtype}")
         if ds.shape != (n, *shape):
             raise ShardFormatError(f"{name}: {key} has shape {ds.shape}, expected {(n, *shape)}")
-        if ds.chunks != (1, *shape) or ds.compression != "lzf":
-            raise ShardFormatError(f"{name}: {key} is not chunked one sample per chunk with lzf")
+        if ds.chunks != (1, *shape) or ds.compression not in ("lzf", None):
+            raise ShardFormatError(f"{name}: {key} is not chunked one sample per chunk (lzf or raw)")
 
 
 def _check_template(path: Path) -> dict:

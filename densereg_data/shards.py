@@ -29,7 +29,7 @@ from densereg_data.errors import ShapeError, ShardFormatError
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "SCHEMA", "TEMPLATE_SCHEMA", "ShardRecord", "ShardWriter", "ShardDataset",
     "open_shards", "read_index", "shard_name", "atomic_write_bytes", "sha256_file", "write_template",
-    "sample_schema", "write_index",
+    "sample_schema", "write_index", "COMPRESSIONS",
 ]
 
 FORMAT = "densereg-shards"
@@ -54,6 +54,9 @@ SCHEMA: dict[str, tuple[str, tuple]] = {
 }
 #: The per-pixel datasets; the rest are small and read into memory when a shard is opened.
 DENSE = ("image", "uv", "parts")
+#: Shard compressions: "lzf" (every dataset lzf, + shuffle for float16/32; the default) or "none" (the
+#: dense datasets stored raw: about 2x the bytes, about 4x faster to read; the small ones stay lzf).
+COMPRESSIONS = ("lzf", "none")
 
 #: template.h5 dataset -> (dtype, shape with "G" for the U-V grid side).
 TEMPLATE_SCHEMA: dict[str, tuple[str, tuple]] = {
@@ -138,7 +141,7 @@ class ShardWriter:
     """
 
     def __init__(self, path: str | os.PathLike, split: str, *, size: int, model_size: int, capacity: int,
-                 attrs: dict | None = None) -> None:
+                 attrs: dict | None = None, compression: str = "lzf") -> None:
         import h5py
 
         self.path = Path(path)
@@ -146,8 +149,11 @@ class ShardWriter:
         self.schema = sample_schema(size, model_size)
         self.n = 0
         self.capacity = max(int(capacity), 1)
+        if compression not in COMPRESSIONS:
+            raise ShapeError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         self.tmp = _tmp_path(self.path)
-        self._file = h5py.File(self.tmp, "w", libver=("earliest", "v110"))
+        self._dsets = None
+        self._file = h5py.File(self.tmp, "w")
         try:
             f = self._file
             f.attrs["format"] = FORMAT
@@ -157,34 +163,38 @@ class ShardWriter:
                 f.attrs[k] = v
             for name, (dtype, shape) in self.schema.items():
                 dt = h5py.string_dtype("utf-8") if dtype == "str" else np.dtype(dtype)
+                packed = compression == "lzf" or name not in DENSE
                 f.create_dataset(name, shape=(self.capacity, *shape), maxshape=(None, *shape), chunks=(1, *shape),
-                                 dtype=dt, compression="lzf", shuffle=dtype in ("float16", "float32"))
+                                 dtype=dt, compression="lzf" if packed else None,
+                                 shuffle=packed and dtype in ("float16", "float32"))
         except BaseException:
             self.abort()
             raise
 
     def append(self, sample: dict[str, Any]) -> None:
         """Add one sample: a dict with every SCHEMA key, arrays of the per-sample shape (cast to dtype)."""
-        if self.n >= self.capacity:
+        if self.n >= self.capacity:  # noqa: SIM102
             raise ShapeError(f"shard {self.path.name} is full ({self.capacity} samples)")
         missing = set(self.schema) - set(sample)
         if missing:
             raise ShapeError(f"sample for {self.path.name} lacks {sorted(missing)}")
-        f = self._file
+        if self._dsets is None:
+            self._dsets = {name: self._file[name] for name in self.schema}
         for name, (dtype, shape) in self.schema.items():
             value = sample[name]
             if dtype == "str":
-                f[name][self.n] = str(value)
+                self._dsets[name][self.n] = str(value)
                 continue
             arr = np.asarray(value)
             if arr.shape != shape:
                 raise ShapeError(f"{name} must be {shape}, got {arr.shape} (sample {sample.get('source', '?')})")
-            f[name][self.n] = arr.astype(dtype, copy=False)
+            self._dsets[name][self.n] = arr.astype(dtype, copy=False)
         self.n += 1
 
     def close(self, attrs: dict | None = None) -> ShardRecord:
         """Trim, set final attributes, flush, fsync and rename into place; returns the index record."""
         f = self._file
+        self._dsets = None
         try:
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v
@@ -201,6 +211,7 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop the temporary file (safe to call twice)."""
+        self._dsets = None
         if self._file is not None:
             try:
                 self._file.close()
@@ -224,7 +235,7 @@ def write_template(path: str | os.PathLike, facts: dict[str, Any]) -> Path:
     final = Path(path)
     tmp = _tmp_path(final)
     try:
-        with h5py.File(tmp, "w", libver=("earliest", "v110")) as f:
+        with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             for name, (dtype, _) in TEMPLATE_SCHEMA.items():
@@ -315,6 +326,7 @@ class ShardDataset:
         self._offsets = np.cumsum([0] + [s["samples"] for s in self.shards])
         self._files: dict[int, Any] = {}
         self._small: dict[int, dict[str, Any]] = {}
+        self._dense: dict[int, tuple] = {}
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -325,7 +337,7 @@ class ShardDataset:
 
     def _open(self, k: int):
         if self._pid != os.getpid():  # forked: h5py handles do not survive a fork
-            self._files, self._small, self._pid = {}, {}, os.getpid()
+            self._files, self._small, self._dense, self._pid = {}, {}, {}, os.getpid()
         f = self._files.get(k)
         if f is None:
             import h5py
@@ -337,6 +349,7 @@ class ShardDataset:
                 raise ShardFormatError(f"cannot open shard {self.path / name}: {exc}") from None
             self._files[k] = f
             self._small[k] = {n: f[n][()] for n in SCHEMA if n not in DENSE}
+            self._dense[k] = tuple((n, f[n]) for n in DENSE)
         return f
 
     def _locate(self, i: int) -> tuple[int, int]:
@@ -359,8 +372,9 @@ class ShardDataset:
         if isinstance(item, slice):
             return self._slice(*item.indices(len(self)))
         k, j = self._locate(int(item))
-        f = self._open(k)
-        out = {n: f[n][j] for n in DENSE}
+        if k not in self._files or self._pid != os.getpid():
+            self._open(k)
+        out = {n: d[j] for n, d in self._dense[k]}
         for n, arr in self._small[k].items():
             out[n] = arr[j].decode("utf-8") if n == "source" else arr[j]
         return out
@@ -390,7 +404,7 @@ class ShardDataset:
                 f.close()
             except Exception:  # noqa: BLE001
                 pass
-        self._files, self._small = {}, {}
+        self._files, self._small, self._dense = {}, {}, {}
 
     def __enter__(self) -> "ShardDataset":
         return self
@@ -400,7 +414,7 @@ class ShardDataset:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_files"], state["_small"] = {}, {}
+        state["_files"], state["_small"], state["_dense"] = {}, {}, {}
         return state
 
     def __del__(self) -> None:
