@@ -62,6 +62,9 @@ def template_show(out_dir: Path | None, template_id: str) -> None:
         click.echo(f"pictures written to {out_dir}", err=True)
 
 
+__import__("densereg_cli.data_build").data_build.register(cli)  # build, info, verify, preview, export
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `densereg-data` console script."""
     return run_group(cli, argv, "densereg-data")

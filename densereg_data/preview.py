@@ -1,0 +1,98 @@
+"""Contact sheets of shard samples: the crop with iso-u / iso-v lines, part colours and landmarks.
+
+Convention: what a tile shows
+    The crop image, with part colours blended at 35 % on the foreground (`PART_COLOURS`, label order),
+    white lines where ``floor(K u)`` changes between 4-neighbours (iso-u, K = index["k"]), yellow lines
+    where ``floor(K v)`` changes (iso-v), and the 68 landmarks as green dots (the eye corners 36, 45 red).
+    A frontal face therefore shows near-vertical white lines and near-horizontal yellow ones, and u grows
+    left to right.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from densereg_data.conventions import OUTER_EYE_CORNERS
+from densereg_data.errors import ShardFormatError
+
+__all__ = ["PART_COLOURS", "render_tile", "contact_sheet", "write_contact_sheet"]
+
+#: RGB colour of each part label 1..8 (index 0 = background, unused).
+PART_COLOURS = np.array([
+    (0, 0, 0), (230, 25, 75), (245, 130, 48), (60, 180, 75), (0, 130, 200),
+    (145, 30, 180), (240, 50, 230), (128, 0, 0), (70, 240, 240),
+], dtype=np.float64)
+
+
+def _iso_lines(values: np.ndarray, fg: np.ndarray, k: int) -> np.ndarray:
+    """(S, S) bool: pixels where floor(k * values) differs from the right or lower foreground neighbour."""
+    b = np.minimum(np.floor(values * k), k - 1).astype(np.int64)
+    line = np.zeros_like(fg)
+    dx = (b[:, 1:] != b[:, :-1]) & fg[:, 1:] & fg[:, :-1]
+    dy = (b[1:, :] != b[:-1, :]) & fg[1:, :] & fg[:-1, :]
+    line[:, 1:] |= dx
+    line[1:, :] |= dy
+    return line
+
+
+def render_tile(sample: dict, k: int = 10) -> np.ndarray:
+    """One sample (a dict as `open_shards` returns) -> (S, S, 3) uint8 annotated tile."""
+    img = sample["image"].astype(np.float64)
+    parts = sample["parts"]
+    uv = sample["uv"].astype(np.float32)
+    fg = parts > 0
+    tile = img.copy()
+    tile[fg] = 0.65 * img[fg] + 0.35 * PART_COLOURS[np.minimum(parts[fg], 8)]
+    tile[_iso_lines(uv[..., 0], fg, k)] = (255, 255, 255)
+    tile[_iso_lines(uv[..., 1], fg, k)] = (255, 230, 0)
+    s = img.shape[0]
+    r = max(1, s // 160)
+    for i, (x, y) in enumerate(np.asarray(sample["landmarks"], np.float64)):
+        cx, cy = int(round(x)), int(round(y))
+        colour = (255, 40, 40) if i in OUTER_EYE_CORNERS else (40, 255, 40)
+        tile[max(cy - r, 0):max(cy + r + 1, 0), max(cx - r, 0):max(cx + r + 1, 0)] = colour
+    return np.clip(np.rint(tile), 0, 255).astype(np.uint8)
+
+
+def contact_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = None, columns: int | None = None,
+                  tile: int = 256) -> np.ndarray:
+    """A grid of `n` annotated tiles, samples evenly spaced over the split; (H, W, 3) uint8."""
+    from PIL import Image, ImageDraw
+
+    from densereg_data.shards import open_shards
+
+    ds = open_shards(path, split)
+    if len(ds) == 0:
+        raise ShardFormatError(f"no samples to preview in {path} (split {split or 'all'})")
+    n = max(1, min(int(n), len(ds)))
+    picks = np.unique(np.linspace(0, len(ds) - 1, n).round().astype(int))
+    cols = columns or int(np.ceil(np.sqrt(len(picks))))
+    rows = int(np.ceil(len(picks) / cols))
+    cap = 14
+    sheet = Image.new("RGB", (cols * tile, rows * (tile + cap)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    k = int(ds.index.get("k", 10))
+    for j, i in enumerate(picks):
+        sample = ds[int(i)]
+        im = Image.fromarray(render_tile(sample, k))
+        if im.size[0] != tile:
+            im = im.resize((tile, tile), Image.BILINEAR)
+        x0, y0 = (j % cols) * tile, (j // cols) * (tile + cap)
+        sheet.paste(im, (x0, y0))
+        label = f"{sample['source']}  nme {float(sample['fit_nme']):.3f}"
+        draw.text((x0 + 3, y0 + tile + 1), label[-(tile // 6):], fill=(220, 220, 220))
+    ds.close()
+    return np.asarray(sheet)
+
+
+def write_contact_sheet(path: str | os.PathLike, out: str | os.PathLike, **kwargs) -> Path:
+    """`contact_sheet` written as a PNG file at `out`."""
+    from densereg_data.images import write_png
+
+    out = Path(out)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    return write_png(out, contact_sheet(path, **kwargs))
