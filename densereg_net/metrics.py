@@ -78,14 +78,14 @@ def landmarks_from_uv(uv: torch.Tensor, fg: torch.Tensor, landmark_uv: torch.Ten
     # local linear model uv = a + J [dx, dy]
     X = torch.stack([torch.ones_like(xs_c, dtype=torch.float32), dx.expand_as(xs).float(), dy.expand_as(ys).float()], -1)
     Xw = X * valid[..., None]
-    XtX = Xw.transpose(1, 2) @ X + 1e-9 * torch.eye(3)  # (L, 3, 3)
+    XtX = Xw.transpose(1, 2) @ X + 1e-9 * torch.eye(3, device=X.device)  # (L, 3, 3)
     XtY = Xw.transpose(1, 2) @ vals  # (L, 3, 2)
     coef = torch.linalg.solve(XtX.double(), XtY.double())  # (L, 3, 2)
     a, J = coef[:, 0], coef[:, 1:].transpose(1, 2)  # (L, 2), (L, 2, 2): J[:, i, j] = d uv_i / d x_j
     det = torch.linalg.det(J)
     scale = J.abs().amax((1, 2)).clamp(min=1e-12)
     ok = (valid.sum(1) >= 3) & (det.abs() > 1e-6 * scale**2)
-    step = torch.linalg.solve(torch.where(ok[:, None, None], J, torch.eye(2, dtype=J.dtype)), (t.double() - a).unsqueeze(-1))[..., 0]
+    step = torch.linalg.solve(torch.where(ok[:, None, None], J, torch.eye(2, dtype=J.dtype, device=J.device)), (t.double() - a).unsqueeze(-1))[..., 0]
     ok &= step.abs().amax(1) <= radius + 0.5
     # fallback: U-V-distance-weighted average of the window
     d2 = ((vals - t[:, None]) ** 2).sum(-1)  # (L, W)
