@@ -50,7 +50,7 @@ from densereg_data.errors import BackendUnavailableError, TemplateError
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the derivation code changes what it computes (part of the cache key and hash).
-DERIVATION_VERSION = "template-derivation-3"
+DERIVATION_VERSION = "template-derivation-4"
 DEFAULT_TEMPLATE = "menpo3d-face"
 
 
@@ -279,6 +279,7 @@ def repair_folds(
     keep = np.ones(len(faces), dtype=bool)
     floor = min_area_fraction * np.median(np.abs(uv_signed_areas(uv, faces)))
     grow = rings
+    previous = None
     for _ in range(max_rounds):
         kept = faces[keep]
         bad = uv_signed_areas(uv, kept) <= floor
@@ -290,11 +291,12 @@ def repair_folds(
         free = np.zeros(len(uv), dtype=bool)
         free[kept[bad].ravel()] = True
         free &= ~boundary
-        on_edge = bad & boundary[kept].any(axis=1)
-        if on_edge.any():  # slivers on the mask's edge: drop them, the boundary moves inward
-            keep[np.flatnonzero(keep)[on_edge]] = False
-        if not free.any():
+        if not free.any() or (previous is not None and bad.sum() >= previous):
+            # relaxing the inside cannot help: these are slivers on the mask's edge; drop them
+            keep[np.flatnonzero(keep)[bad & boundary[kept].any(axis=1)]] = False
+            previous = None
             continue
+        previous = bad.sum()
         for _ in range(grow):
             free |= (adj @ free.astype(np.float64)) > 0
         free &= ~boundary
@@ -403,7 +405,11 @@ def _contour_candidates(vertices: np.ndarray, landmark_points: np.ndarray, spec:
         inward /= np.linalg.norm(inward)
         rel = vertices - p
         along = rel @ inward
-        near = (np.abs(rel @ tangent) <= spec["slab_half_width_mm"]) & (along >= -1.0) & (along <= spec["reach_mm"])
+        near = (
+            (np.abs(rel @ tangent) <= spec["slab_half_width_mm"])
+            & (along >= -1.0)
+            & (np.linalg.norm(rel, axis=1) <= spec["reach_mm"])
+        )
         idx = np.flatnonzero(near)
         if len(idx) == 0:
             raise TemplateError(f"no contour candidates found for jaw landmark {i}")
@@ -450,24 +456,32 @@ def template_facts(grid: int = 256, template_id: str = DEFAULT_TEMPLATE) -> dict
     }
 
 
+def fill_uv_grid(uv_to_xyz: np.ndarray) -> np.ndarray:
+    """The grid with every NaN cell (off the face) replaced by its nearest face cell: (G, G, 3)."""
+    from scipy.ndimage import distance_transform_edt
+
+    off = ~np.all(np.isfinite(uv_to_xyz), axis=2)
+    if not off.any():
+        return uv_to_xyz
+    _, (rows, cols) = distance_transform_edt(off, return_indices=True)
+    return uv_to_xyz[rows, cols]
+
+
 def uv_lookup(uv_to_xyz: np.ndarray, uv: np.ndarray) -> np.ndarray:
     """Bilinear lookup of template positions at U-V points: grid (G, G, 3), uv (n, 2) -> (n, 3).
 
-    Grid cells with a NaN corner fall back to the nearest grid point, so points on the face's edge
-    still get a position.
+    Off-face grid cells take their nearest face cell's position (`fill_uv_grid`), so U-V points on the
+    face's edges (the mouth opening, the border) still get one.
     """
-    g = uv_to_xyz.shape[0]
+    grid = fill_uv_grid(uv_to_xyz)
+    g = grid.shape[0]
     col = np.clip(uv[:, 0], 0, 1) * (g - 1)
     row = (1.0 - np.clip(uv[:, 1], 0, 1)) * (g - 1)
     c0, r0 = np.minimum(np.floor(col).astype(int), g - 2), np.minimum(np.floor(row).astype(int), g - 2)
     fc, fr = (col - c0)[:, None], (row - r0)[:, None]
-    out = (
-        uv_to_xyz[r0, c0] * (1 - fc) * (1 - fr)
-        + uv_to_xyz[r0, c0 + 1] * fc * (1 - fr)
-        + uv_to_xyz[r0 + 1, c0] * (1 - fc) * fr
-        + uv_to_xyz[r0 + 1, c0 + 1] * fc * fr
+    return (
+        grid[r0, c0] * (1 - fc) * (1 - fr)
+        + grid[r0, c0 + 1] * fc * (1 - fr)
+        + grid[r0 + 1, c0] * (1 - fc) * fr
+        + grid[r0 + 1, c0 + 1] * fc * fr
     )
-    bad = ~np.all(np.isfinite(out), axis=1)
-    if bad.any():
-        out[bad] = uv_to_xyz[np.round(row[bad]).astype(int), np.round(col[bad]).astype(int)]
-    return out
