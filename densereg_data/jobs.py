@@ -11,7 +11,7 @@ import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.draw import PART_COLOURS, iuv_image, overlay, uv_colour
-from densereg_data.errors import DenseRegError
+from densereg_data.errors import DenseRegError, FitError
 from densereg_data.images import read_image, write_png
 from densereg_data.landmarks import read_landmarks
 from densereg_data.label import Labeller
@@ -48,7 +48,10 @@ def label_face_files(image_path: Path, landmarks_path: Path, out_dir: Path, labe
     image = read_image(image_path)
     landmarks = read_landmarks(landmarks_path).points
     labeller = labeller or Labeller()
-    labels = labeller.label_image(image.shape[:2], landmarks)
+    try:
+        labels = labeller.label_image(image.shape[:2], landmarks)
+    except FitError as exc:
+        raise FitError(f"{landmarks_path}: {exc}") from exc
     fit = labels.fit
     out_dir = _prepare_out_dir(out_dir)
     np.savez_compressed(
