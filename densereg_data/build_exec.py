@@ -115,10 +115,12 @@ class DaskExecutor(Executor):
                 self.client = Client(cfg.scheduler, timeout="20s")
                 self.window = max(4 * sum(self.client.nthreads().values()), 8)
             else:
+                # processes=True: TCP on 127.0.0.1 only; processes=False: the in-process transport (no sockets)
+                where = {"host": "127.0.0.1"} if cfg.dask_processes else {}
                 self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=cfg.dask_processes,
-                                            host="127.0.0.1", dashboard_address=None, silence_logs=logging.WARNING)
+                                            dashboard_address=None, silence_logs=logging.WARNING, **where)
                 self.client = Client(self.cluster)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, RuntimeError) as exc:
             self.close()
             where = cfg.scheduler or "a local cluster on 127.0.0.1"
             raise BuildError(f"cannot connect to the Dask scheduler at {where}: {exc}") from None
