@@ -1,0 +1,760 @@
+"""Vertices in pixels -> triangle index + barycentrics; attribute interpolation.
+
+`rasterize` turns a mesh whose vertices are already in image pixels into a `Raster`: per pixel, the
+index of the visible triangle and the barycentric weights of its three vertices. `interpolate` and
+`face_labels` read per-vertex and per-face data through a `Raster`; `render_uv_parts` is the fused
+fast path of the label builder (raster + U-V image + parts image in two passes).
+
+Convention: pixel centres
+    An integer coordinate is a pixel centre (see `densereg_data.conventions`): the point (x=c, y=r)
+    is the centre of pixel ``[r, c]``, and a triangle covers pixel ``[r, c]`` iff that point lies
+    inside it. A vertex at (x=3, y=1) lands in ``raster.triangle[1, 3]``.
+
+Convention: depth and visibility
+    ``vertices[:, 2]`` is depth; smaller is nearer. Per pixel the triangle of smallest depth (compared
+    as float32) is kept; equal depths keep the lower triangle index. Depth is interpolated linearly
+    in screen space (exact for the orthographic projection used throughout densereg).
+
+Convention: fill rule
+    Top-left rule: a pixel centre exactly on an edge belongs to the triangle that lies to its right
+    (+x), or, for a horizontal edge, to the triangle below it (+y, the image's y points down). Edge
+    functions are evaluated in float64 in a canonical vertex order, so two triangles sharing an edge
+    see bit-identical values and cover every pixel centre on it exactly once: no holes, no double
+    coverage. Zero-area triangles cover nothing.
+
+Convention: winding
+    Both windings are drawn by default. Front-facing means counter-clockwise as seen in the image
+    (x right, y down), i.e. a negative ``(x1-x0)(y2-y0) - (y1-y0)(x2-x0)``; this is what a template
+    whose triangles are counter-clockwise seen from the front (y up) becomes after the y flip of the
+    projection. ``cull_backfaces=True`` drops the others.
+
+Convention: barycentrics
+    ``bary[r, c, k]`` is the weight of vertex ``faces[triangle[r, c], k]`` at the pixel centre,
+    computed in screen space, clamped to >= 0 and normalised to sum to 1; 0 on background.
+
+All outputs are deterministic: the same input gives bit-identical output (no threads, no fast-math).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numba
+import numpy as np
+
+from densereg_data.errors import ShapeError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BACKENDS",
+    "Raster",
+    "face_labels",
+    "interpolate",
+    "rasterize",
+    "register_backend",
+    "render_uv_parts",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# The record
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Raster:
+    """Which triangle is visible at each pixel centre, and where in it.
+
+    triangle: (H, W) int32, index into ``faces``; -1 on background.
+    bary: (H, W, 3) float32, weights of ``faces[triangle, 0..2]`` at the pixel centre; 0 on
+        background.
+    """
+
+    triangle: np.ndarray
+    bary: np.ndarray
+
+    def __post_init__(self) -> None:
+        tri, bary = self.triangle, self.bary
+        if not isinstance(tri, np.ndarray) or tri.ndim != 2 or tri.dtype != np.int32:
+            raise ShapeError(f"Raster.triangle must be (H, W) int32, got {_describe(tri)}")
+        h, w = tri.shape
+        if not isinstance(bary, np.ndarray) or bary.shape != (h, w, 3) or bary.dtype != np.float32:
+            raise ShapeError(f"Raster.bary must be ({h}, {w}, 3) float32, got {_describe(bary)}")
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(H, W) bool, True where a triangle is visible."""
+        return self.triangle >= 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the raster."""
+        h, w = self.triangle.shape
+        return int(h), int(w)
+
+
+# --------------------------------------------------------------------------------------------
+# Backend registry
+# --------------------------------------------------------------------------------------------
+
+#: name -> function(vertices (V, 3) float64/float32, faces (F, 3) int32/int64, size, cull) -> Raster,
+#: called with validated, contiguous inputs.
+BACKENDS: dict[str, Callable[..., Raster]] = {}
+
+
+def register_backend(name: str) -> Callable[[Callable[..., Raster]], Callable[..., Raster]]:
+    """Decorator: register a rasterizer backend under ``name``."""
+
+    def decorate(fn: Callable[..., Raster]) -> Callable[..., Raster]:
+        if name in BACKENDS:
+            raise ValueError(f"raster backend {name!r} is already registered")
+        BACKENDS[name] = fn
+        return fn
+
+    return decorate
+
+
+def _get_backend(name: str) -> Callable[..., Raster]:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        valid = ", ".join(sorted(BACKENDS))
+        raise ValueError(f"unknown raster backend {name!r}; valid backends: {valid}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Validation (public boundary)
+# --------------------------------------------------------------------------------------------
+
+
+def _describe(a: object) -> str:
+    if isinstance(a, np.ndarray):
+        return f"{a.shape} {a.dtype}"
+    return type(a).__name__
+
+
+def _check_vertices(vertices: object) -> np.ndarray:
+    v = np.asarray(vertices)
+    if v.ndim != 2 or v.shape[1] != 3 or v.dtype.kind not in "fiu":
+        raise ShapeError(f"vertices must be (V, 3) float (x, y, depth) pixels, got {_describe(v)}")
+    if v.dtype != np.float64 and v.dtype != np.float32:
+        v = v.astype(np.float64)
+    v = np.ascontiguousarray(v)
+    if not _all_finite(v):
+        raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(v)}")
+    return v
+
+
+def _check_faces(faces: object) -> np.ndarray:
+    f = np.asarray(faces)
+    if f.ndim != 2 or f.shape[1] != 3 or f.dtype.kind not in "iu":
+        raise ShapeError(f"faces must be (F, 3) integer, got {_describe(f)}")
+    if f.dtype != np.int64 and f.dtype != np.int32:
+        f = f.astype(np.int64)
+    return np.ascontiguousarray(f)
+
+
+def _check_size(size: object) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in size)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ShapeError(f"size must be (height, width), got {size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ShapeError(f"size must be positive (height, width), got ({h}, {w})")
+    return h, w
+
+
+def _face_index_error(faces: np.ndarray, n_vertices: int, bad: int) -> ShapeError:
+    return ShapeError(
+        f"faces must index vertices in [0, {n_vertices}), got {faces[bad].tolist()} at face {bad}"
+    )
+
+
+def _check_raster_faces(raster: Raster, faces: object) -> np.ndarray:
+    if not isinstance(raster, Raster):
+        raise ShapeError(f"raster must be a Raster, got {type(raster).__name__}")
+    return _check_faces(faces)
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------
+# Pass 1 (_zbuffer): per triangle, the integer pixel-centre bounding box (most triangles of a dense
+# mesh cover no pixel centre and stop here), then edge functions over the box; store only depth and
+# triangle index. Pass 2 (_resolve_*): per pixel, barycentrics of the winning triangle and whatever
+# is interpolated from them. The hot path allocates nothing but its outputs and one depth buffer.
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_finite(a):  # pragma: no cover - numba
+    flat = a.ravel()
+    for i in range(flat.size):
+        x = flat[i]
+        if not (x - x == 0.0):  # NaN or inf
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _edge(xa, ya, xb, yb):  # pragma: no cover - numba
+    """Canonical form of edge a->b: (origin x, origin y, dx, dy, sign) with E_ab = sign * E_canon."""
+    if ya < yb or (ya == yb and xa < xb):
+        return xa, ya, xb - xa, yb - ya, 1.0
+    return xb, yb, xa - xb, ya - yb, -1.0
+
+
+#: Vertices are snapped to 1/256 pixel for the integer z-buffer (as GPUs do).
+SUBPIXEL_BITS = 8
+_ONE = 1 << SUBPIXEL_BITS
+#: Farther than this from the origin (pixels) the snapped edge functions could overflow int64;
+#: meshes with such vertices take the slower float64 path `_zbuffer_float` (same conventions).
+FIXED_POINT_LIMIT_PX = float(1 << 22)
+
+
+@numba.njit(cache=True, nogil=True)
+def _snap(verts, fx, fz):  # pragma: no cover - numba
+    """(x, y) -> int32 fixed point (x 256, rounded half to even), depth -> float32.
+
+    Returns 0 (ok), 1 (a vertex beyond FIXED_POINT_LIMIT_PX) or 2 (a non-finite value).
+    """
+    status = 0
+    for i in range(verts.shape[0]):
+        x = np.float64(verts[i, 0])
+        y = np.float64(verts[i, 1])
+        z = np.float64(verts[i, 2])
+        if not ((x - x == 0.0) and (y - y == 0.0) and (z - z == 0.0)):
+            return 2
+        if abs(x) >= FIXED_POINT_LIMIT_PX or abs(y) >= FIXED_POINT_LIMIT_PX:
+            status = 1
+            continue
+        fx[i, 0] = np.int32(np.round(x * _ONE))
+        fx[i, 1] = np.int32(np.round(y * _ONE))
+        fz[i] = np.float32(z)
+    return status
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _depth_test(tri, depth, k, t, inside, z):  # pragma: no cover - numba
+    """Branch-free: keep (z, t) at flat pixel k if inside and (z, t) < (depth, tri) in that order."""
+    d = depth[k]
+    old = tri[k]
+    win = inside & ((z < d) | ((z == d) & (t < old)))
+    depth[k] = z if win else d
+    tri[k] = t if win else old
+
+
+@numba.njit(cache=True, nogil=True)
+def _zbuffer_fixed(fx, fz, faces, height, width, cull, tri, depth):  # pragma: no cover - numba
+    """Integer z-buffer over snapped vertices; tri, depth: flat (H*W,). Returns -1 or a bad face.
+
+    Edge functions are exact in int64, so the top-left rule is exact and watertight. Depth ties
+    are broken by (depth, triangle index), so the order triangles are visited in does not matter.
+    """
+    for i in range(height * width):
+        tri[i] = -1
+        depth[i] = np.inf
+    nv = fx.shape[0]
+    nf = faces.shape[0]
+    wmax = width - 1
+    hmax = height - 1
+    # Pass 1, branch-free: triangles whose pixel-centre box is a single pixel are drawn at once
+    # (at 256 x 256 most of a dense face mesh); bigger boxes are queued in cand for pass 2.
+    cand = np.empty(nf, dtype=np.int32)
+    n_big = 0
+    for t in range(nf):
+        i0 = faces[t, 0]
+        i1 = faces[t, 1]
+        i2 = faces[t, 2]
+        if (i0 < 0) | (i0 >= nv) | (i1 < 0) | (i1 >= nv) | (i2 < 0) | (i2 >= nv):
+            return t
+        x0 = np.int64(fx[i0, 0])
+        x1 = np.int64(fx[i1, 0])
+        x2 = np.int64(fx[i2, 0])
+        y0 = np.int64(fx[i0, 1])
+        y1 = np.int64(fx[i1, 1])
+        y2 = np.int64(fx[i2, 1])
+        c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+        c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
+        r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+        r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
+        if (c0 > c1) | (r0 > r1):
+            continue
+        if (c0 != c1) | (r0 != r1):
+            cand[n_big] = t
+            n_big += 1
+            continue
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        s = np.int64(1) if area > 0 else np.int64(-1)
+        w0, w1, w2, inside = _edges_at(x0, y0, x1, y1, x2, y2, s, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+        inside &= (area != 0) & (not (cull & (area > 0)))
+        inv = 1.0 / np.float64(s * area if area != 0 else 1)
+        z = np.float32(
+            (np.float64(w0) * fz[i0] + np.float64(w1) * fz[i1] + np.float64(w2) * fz[i2]) * inv
+        )
+        _depth_test(tri, depth, r0 * width + c0, np.int32(t), inside, z)
+    # Pass 2: bigger boxes, incremental (exact) edge functions.
+    for j in range(n_big):
+        _raster_triangle(fx, fz, faces, cand[j], width, wmax, hmax, cull, tri, depth)
+    return -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _edges_at(x0, y0, x1, y1, x2, y2, s, px, py):  # pragma: no cover - numba
+    """Oriented edge functions at (px, py) (all int64, fixed point) and the top-left inside test.
+
+    Edge k is opposite vertex k; w_k = dx_k (py - ay_k) - dy_k (px - ax_k) > 0 inside. On an edge
+    (w == 0) the pixel counts when the interior normal (-dy, dx) points to +x, or to +y.
+    """
+    dx0 = s * (x2 - x1)
+    dy0 = s * (y2 - y1)
+    dx1 = s * (x0 - x2)
+    dy1 = s * (y0 - y2)
+    dx2 = s * (x1 - x0)
+    dy2 = s * (y1 - y0)
+    b0 = np.int64(not ((dy0 < 0) | ((dy0 == 0) & (dx0 > 0))))
+    b1 = np.int64(not ((dy1 < 0) | ((dy1 == 0) & (dx1 > 0))))
+    b2 = np.int64(not ((dy2 < 0) | ((dy2 == 0) & (dx2 > 0))))
+    w0 = dx0 * (py - y1) - dy0 * (px - x1)
+    w1 = dx1 * (py - y2) - dy1 * (px - x2)
+    w2 = dx2 * (py - y0) - dy2 * (px - x0)
+    return w0, w1, w2, ((w0 - b0) | (w1 - b1) | (w2 - b2)) >= 0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _raster_triangle(fx, fz, faces, t, width, wmax, hmax, cull, tri, depth):  # pragma: no cover
+    """Draw triangle t over its pixel-centre box with exact incremental edge functions."""
+    i0 = faces[t, 0]
+    i1 = faces[t, 1]
+    i2 = faces[t, 2]
+    x0 = np.int64(fx[i0, 0])
+    x1 = np.int64(fx[i1, 0])
+    x2 = np.int64(fx[i2, 0])
+    y0 = np.int64(fx[i0, 1])
+    y1 = np.int64(fx[i1, 1])
+    y2 = np.int64(fx[i2, 1])
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    if area == 0 or (cull and area > 0):
+        return
+    s = np.int64(1) if area > 0 else np.int64(-1)
+    c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+    c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
+    r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+    r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
+    dx0 = s * (x2 - x1)
+    dy0 = s * (y2 - y1)
+    dx1 = s * (x0 - x2)
+    dy1 = s * (y0 - y2)
+    dx2 = s * (x1 - x0)
+    dy2 = s * (y1 - y0)
+    b0 = np.int64(not ((dy0 < 0) | ((dy0 == 0) & (dx0 > 0))))
+    b1 = np.int64(not ((dy1 < 0) | ((dy1 == 0) & (dx1 > 0))))
+    b2 = np.int64(not ((dy2 < 0) | ((dy2 == 0) & (dx2 > 0))))
+    px = c0 << SUBPIXEL_BITS
+    py = r0 << SUBPIXEL_BITS
+    w0r = dx0 * (py - y1) - dy0 * (px - x1) - b0
+    w1r = dx1 * (py - y2) - dy1 * (px - x2) - b1
+    w2r = dx2 * (py - y0) - dy2 * (px - x0) - b2
+    inv = 1.0 / np.float64(s * area)
+    z0 = np.float64(fz[i0]) * inv
+    z1 = np.float64(fz[i1]) * inv
+    z2 = np.float64(fz[i2]) * inv
+    zc = np.float64(b0) * z0 + np.float64(b1) * z1 + np.float64(b2) * z2  # undo the bias in z
+    sx0 = -dy0 << SUBPIXEL_BITS
+    sx1 = -dy1 << SUBPIXEL_BITS
+    sx2 = -dy2 << SUBPIXEL_BITS
+    sy0 = dx0 << SUBPIXEL_BITS
+    sy1 = dx1 << SUBPIXEL_BITS
+    sy2 = dx2 << SUBPIXEL_BITS
+    ti = np.int32(t)
+    for r in range(r0, r1 + 1):
+        w0 = w0r
+        w1 = w1r
+        w2 = w2r
+        row = r * width
+        for c in range(c0, c1 + 1):
+            inside = (w0 | w1 | w2) >= 0
+            z = np.float32(np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2 + zc)
+            _depth_test(tri, depth, row + c, ti, inside, z)
+            w0 += sx0
+            w1 += sx1
+            w2 += sx2
+        w0r += sy0
+        w1r += sy1
+        w2r += sy2
+
+
+@numba.njit(cache=True, nogil=True)
+def _zbuffer_float(verts, faces, height, width, cull, tri, depth):  # pragma: no cover - numba
+    """Exact float64 fallback for far vertices; tri, depth (H, W). Returns -1 or a bad face index."""
+    for r in range(height):
+        for c in range(width):
+            tri[r, c] = -1
+            depth[r, c] = np.inf
+    nv = verts.shape[0]
+    wmax = width - 1
+    hmax = height - 1
+    for t in range(faces.shape[0]):
+        i0 = faces[t, 0]
+        i1 = faces[t, 1]
+        i2 = faces[t, 2]
+        if i0 < 0 or i0 >= nv or i1 < 0 or i1 >= nv or i2 < 0 or i2 >= nv:
+            return t
+        x0 = np.float64(verts[i0, 0])
+        x1 = np.float64(verts[i1, 0])
+        x2 = np.float64(verts[i2, 0])
+        c0 = np.ceil(min(x0, x1, x2))
+        c1 = np.floor(max(x0, x1, x2))
+        if c0 < 0.0:
+            c0 = 0.0
+        if c1 > wmax:
+            c1 = np.float64(wmax)
+        if c0 > c1:
+            continue
+        y0 = np.float64(verts[i0, 1])
+        y1 = np.float64(verts[i1, 1])
+        y2 = np.float64(verts[i2, 1])
+        r0 = np.ceil(min(y0, y1, y2))
+        r1 = np.floor(max(y0, y1, y2))
+        if r0 < 0.0:
+            r0 = 0.0
+        if r1 > hmax:
+            r1 = np.float64(hmax)
+        if r0 > r1:
+            continue
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        if area == 0.0:
+            continue
+        if cull and area > 0.0:
+            continue
+        s = 1.0 if area > 0.0 else -1.0
+        inv = 1.0 / (s * area)
+        z0 = np.float64(verts[i0, 2])
+        z1 = np.float64(verts[i1, 2])
+        z2 = np.float64(verts[i2, 2])
+        # edge k is opposite vertex k; w_k = s * E(edge k) > 0 inside
+        ax0, ay0, dx0, dy0, g0 = _edge(x1, y1, x2, y2)
+        ax1, ay1, dx1, dy1, g1 = _edge(x2, y2, x0, y0)
+        ax2, ay2, dx2, dy2, g2 = _edge(x0, y0, x1, y1)
+        g0 *= s
+        g1 *= s
+        g2 *= s
+        # top-left: keep w == 0 when the interior normal g * (-dy, dx) points to +x, or to +y
+        tl0 = (-g0 * dy0 > 0.0) or (dy0 == 0.0 and g0 * dx0 > 0.0)
+        tl1 = (-g1 * dy1 > 0.0) or (dy1 == 0.0 and g1 * dx1 > 0.0)
+        tl2 = (-g2 * dy2 > 0.0) or (dy2 == 0.0 and g2 * dx2 > 0.0)
+        for r in range(int(r0), int(r1) + 1):
+            py = np.float64(r)
+            for c in range(int(c0), int(c1) + 1):
+                px = np.float64(c)
+                w0 = g0 * (dx0 * (py - ay0) - dy0 * (px - ax0))
+                if w0 < 0.0 or (w0 == 0.0 and not tl0):
+                    continue
+                w1 = g1 * (dx1 * (py - ay1) - dy1 * (px - ax1))
+                if w1 < 0.0 or (w1 == 0.0 and not tl1):
+                    continue
+                w2 = g2 * (dx2 * (py - ay2) - dy2 * (px - ax2))
+                if w2 < 0.0 or (w2 == 0.0 and not tl2):
+                    continue
+                z = np.float32((w0 * z0 + w1 * z1 + w2 * z2) * inv)
+                if z < depth[r, c]:
+                    depth[r, c] = z
+                    tri[r, c] = t
+    return -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bary_at(verts, i0, i1, i2, px, py):  # pragma: no cover - numba
+    """Barycentrics of (px, py) in triangle (i0, i1, i2): clamped >= 0, summing to 1."""
+    x0 = np.float64(verts[i0, 0])
+    y0 = np.float64(verts[i0, 1])
+    x1 = np.float64(verts[i1, 0])
+    y1 = np.float64(verts[i1, 1])
+    x2 = np.float64(verts[i2, 0])
+    y2 = np.float64(verts[i2, 1])
+    b0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+    b1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+    b2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+    inv = 1.0 / (b0 + b1 + b2)
+    b0 *= inv
+    b1 *= inv
+    b2 *= inv
+    if (b0 < 0.0) | (b1 < 0.0) | (b2 < 0.0):  # pixel centre on or just past an edge
+        b0 = max(b0, 0.0)
+        b1 = max(b1, 0.0)
+        b2 = max(b2, 0.0)
+        inv = 1.0 / (b0 + b1 + b2)
+        b0 *= inv
+        b1 *= inv
+        b2 *= inv
+    return b0, b1, b2
+
+
+@numba.njit(cache=True, nogil=True)
+def _resolve_bary(verts, faces, tri, bary):  # pragma: no cover - numba
+    """Fill bary (H, W, 3) float32 from tri."""
+    height, width = tri.shape
+    for r in range(height):
+        py = np.float64(r)
+        for c in range(width):
+            t = tri[r, c]
+            if t < 0:
+                bary[r, c, 0] = 0.0
+                bary[r, c, 1] = 0.0
+                bary[r, c, 2] = 0.0
+                continue
+            b0, b1, b2 = _bary_at(verts, faces[t, 0], faces[t, 1], faces[t, 2], np.float64(c), py)
+            bary[r, c, 0] = b0
+            bary[r, c, 1] = b1
+            bary[r, c, 2] = b2
+
+
+@numba.njit(cache=True, nogil=True)
+def _resolve_uv_parts(verts, faces, uv, face_parts, tri, bary, uv_img, parts_img):  # pragma: no cover
+    """Fill bary (H, W, 3), uv_img (H, W, 2) float32 and parts_img (H, W) uint8 from tri."""
+    height, width = tri.shape
+    for r in range(height):
+        py = np.float64(r)
+        for c in range(width):
+            t = tri[r, c]
+            if t < 0:
+                bary[r, c, 0] = 0.0
+                bary[r, c, 1] = 0.0
+                bary[r, c, 2] = 0.0
+                uv_img[r, c, 0] = 0.0
+                uv_img[r, c, 1] = 0.0
+                parts_img[r, c] = 0
+                continue
+            i0 = faces[t, 0]
+            i1 = faces[t, 1]
+            i2 = faces[t, 2]
+            b0, b1, b2 = _bary_at(verts, i0, i1, i2, np.float64(c), py)
+            bary[r, c, 0] = b0
+            bary[r, c, 1] = b1
+            bary[r, c, 2] = b2
+            uv_img[r, c, 0] = b0 * uv[i0, 0] + b1 * uv[i1, 0] + b2 * uv[i2, 0]
+            uv_img[r, c, 1] = b0 * uv[i0, 1] + b1 * uv[i1, 1] + b2 * uv[i2, 1]
+            parts_img[r, c] = face_parts[t]
+
+
+@numba.njit(cache=True, nogil=True)
+def _interpolate(faces, attribute, tri, bary, out):  # pragma: no cover - numba
+    """Fill out (H, W, C) float32. Returns -1, or a triangle index >= F found in tri."""
+    height, width = tri.shape
+    n_faces = faces.shape[0]
+    n_ch = attribute.shape[1]
+    for r in range(height):
+        for c in range(width):
+            t = tri[r, c]
+            if t < 0:
+                for k in range(n_ch):
+                    out[r, c, k] = 0.0
+                continue
+            if t >= n_faces:
+                return t
+            i0 = faces[t, 0]
+            i1 = faces[t, 1]
+            i2 = faces[t, 2]
+            b0 = np.float64(bary[r, c, 0])
+            b1 = np.float64(bary[r, c, 1])
+            b2 = np.float64(bary[r, c, 2])
+            for k in range(n_ch):
+                out[r, c, k] = (
+                    b0 * np.float64(attribute[i0, k])
+                    + b1 * np.float64(attribute[i1, k])
+                    + b2 * np.float64(attribute[i2, k])
+                )
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _face_labels(labels, tri, out):  # pragma: no cover - numba
+    """Fill out (H, W) uint8. Returns -1, or a triangle index >= F found in tri."""
+    height, width = tri.shape
+    n_faces = labels.shape[0]
+    for r in range(height):
+        for c in range(width):
+            t = tri[r, c]
+            if t < 0:
+                out[r, c] = 0
+            elif t >= n_faces:
+                return t
+            else:
+                out[r, c] = labels[t]
+    return -1
+
+
+def _zbuffer_checked(
+    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool
+) -> np.ndarray:
+    """Validated inputs -> triangle image (H, W) int32 (-1 = background)."""
+    h, w = size
+    tri = np.empty((h, w), dtype=np.int32)
+    depth = np.empty((h, w), dtype=np.float32)
+    fx = np.empty((verts.shape[0], 2), dtype=np.int32)
+    fz = np.empty(verts.shape[0], dtype=np.float32)
+    status = _snap(verts, fx, fz)
+    if status == 2:
+        raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(verts)}")
+    if status == 0:
+        bad = _zbuffer_fixed(fx, fz, faces, h, w, cull, tri.reshape(-1), depth.reshape(-1))
+    else:
+        logger.debug("vertices beyond %g px: using the float64 z-buffer", FIXED_POINT_LIMIT_PX)
+        bad = _zbuffer_float(verts, faces, h, w, cull, tri, depth)
+    if bad >= 0:
+        raise _face_index_error(faces, verts.shape[0], bad)
+    return tri
+
+
+def barycentrics_from_triangle(vertices: np.ndarray, faces: np.ndarray, tri: np.ndarray) -> Raster:
+    """Complete a triangle-index image with barycentrics computed at pixel centres.
+
+    vertices: (V, 3) float64/float32 pixels, validated; faces: (F, 3) int32/int64, validated;
+    tri: (H, W) int32, -1 = background, every other value < F. Used by GPU backends.
+    """
+    bary = np.empty(tri.shape + (3,), dtype=np.float32)
+    _resolve_bary(vertices, faces, tri, bary)
+    return Raster(triangle=tri, bary=bary)
+
+
+# --------------------------------------------------------------------------------------------
+# Backends
+# --------------------------------------------------------------------------------------------
+
+
+@register_backend("cpu")
+def _rasterize_cpu(
+    vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool
+) -> Raster:
+    tri = _zbuffer_checked(vertices, faces, size, cull_backfaces)
+    return barycentrics_from_triangle(vertices, faces, tri)
+
+
+@register_backend("pyrender")
+def _rasterize_pyrender(
+    vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool
+) -> Raster:
+    from densereg_data.raster_gl import rasterize_gl  # optional: pyrender + OpenGL
+
+    return rasterize_gl(vertices, faces, size, cull_backfaces=cull_backfaces)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def rasterize(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    size: tuple[int, int],
+    *,
+    backend: str = "cpu",
+    cull_backfaces: bool = False,
+) -> Raster:
+    """Rasterize a mesh whose vertices are in image pixels.
+
+    vertices: (V, 3) float, (x, y, depth) in pixels of the output image, y down, smaller depth nearer.
+    faces: (F, 3) int, indices into vertices.
+    size: (height, width) of the output.
+    backend: a key of `BACKENDS` ("cpu", or "pyrender" which needs OpenGL).
+    Returns a `Raster` of shape (height, width).
+
+    Convention: pixel centres, depth and visibility, fill rule, winding, barycentrics: see the
+    module docstring. The point (x=3, y=1) is sampled by ``raster.triangle[1, 3]``.
+    """
+    fn = _get_backend(backend)
+    v = _check_vertices(vertices)
+    f = _check_faces(faces)
+    hw = _check_size(size)
+    return fn(v, f, hw, bool(cull_backfaces))
+
+
+def interpolate(raster: Raster, faces: np.ndarray, attribute: np.ndarray) -> np.ndarray:
+    """Per-vertex attribute -> image, through a raster.
+
+    raster: `Raster` (H, W); faces: (F, 3) int, the faces it was made from; attribute: (V, C) or
+    (V,) float. Returns (H, W, C) float32 ((H, W) for a 1-D attribute), 0 on background.
+
+    Convention: barycentric weights of the pixel centre (module docstring), combined in float64.
+    """
+    f = _check_raster_faces(raster, faces)
+    a = np.asarray(attribute)
+    squeeze = a.ndim == 1
+    if squeeze:
+        a = a[:, None]
+    if a.ndim != 2 or a.dtype.kind not in "fiub":
+        raise ShapeError(f"attribute must be (V, C) or (V,) numeric, got {_describe(a)}")
+    if a.dtype.kind == "b":
+        a = a.astype(np.float64)
+    a = np.ascontiguousarray(a)
+    if f.size and (int(f.max()) >= a.shape[0] or int(f.min()) < 0):
+        raise ShapeError(
+            f"attribute must have one row per vertex: faces index [{int(f.min())}, {int(f.max())}],"
+            f" attribute has {a.shape[0]} rows"
+        )
+    h, w = raster.size
+    out = np.empty((h, w, a.shape[1]), dtype=np.float32)
+    bad = _interpolate(f, a, raster.triangle, raster.bary, out)
+    if bad >= 0:
+        raise ShapeError(f"raster holds triangle {bad}, faces has only {f.shape[0]} rows")
+    return out[:, :, 0] if squeeze else out
+
+
+def face_labels(raster: Raster, labels: np.ndarray) -> np.ndarray:
+    """Per-face label -> image, through a raster.
+
+    raster: `Raster` (H, W); labels: (F,) uint8 (parts: 1..8, see `densereg_data.conventions`).
+    Returns (H, W) uint8, 0 on background.
+    """
+    if not isinstance(raster, Raster):
+        raise ShapeError(f"raster must be a Raster, got {type(raster).__name__}")
+    lab = np.asarray(labels)
+    if lab.ndim != 1 or lab.dtype != np.uint8:
+        raise ShapeError(f"labels must be (F,) uint8, got {_describe(lab)}")
+    h, w = raster.size
+    out = np.empty((h, w), dtype=np.uint8)
+    bad = _face_labels(np.ascontiguousarray(lab), raster.triangle, out)
+    if bad >= 0:
+        raise ShapeError(f"raster holds triangle {bad}, labels has only {lab.shape[0]} entries")
+    return out
+
+
+def render_uv_parts(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    uv: np.ndarray,
+    face_parts: np.ndarray,
+    size: tuple[int, int],
+    *,
+    cull_backfaces: bool = False,
+) -> tuple[Raster, np.ndarray, np.ndarray]:
+    """The fused fast path: raster + U-V image + parts image, on the CPU.
+
+    vertices: (V, 3) float (x, y, depth) pixels; faces: (F, 3) int; uv: (V, 2) float in [0, 1];
+    face_parts: (F,) uint8; size: (height, width).
+    Returns (raster, uv_image (H, W, 2) float32, parts_image (H, W) uint8); U-V and parts are 0 on
+    background. Identical to ``rasterize`` + ``interpolate(uv)`` + ``face_labels(face_parts)``.
+
+    Convention: as `rasterize` (module docstring).
+    """
+    v = _check_vertices(vertices)
+    f = _check_faces(faces)
+    hw = _check_size(size)
+    uv_ = np.asarray(uv)
+    if uv_.shape != (v.shape[0], 2) or uv_.dtype.kind != "f":
+        raise ShapeError(f"uv must be ({v.shape[0]}, 2) float, got {_describe(uv_)}")
+    parts = np.asarray(face_parts)
+    if parts.shape != (f.shape[0],) or parts.dtype != np.uint8:
+        raise ShapeError(f"face_parts must be ({f.shape[0]},) uint8, got {_describe(parts)}")
+    uv_ = np.ascontiguousarray(uv_)
+    parts = np.ascontiguousarray(parts)
+    tri = _zbuffer_checked(v, f, hw, bool(cull_backfaces))
+    h, w = hw
+    bary = np.empty((h, w, 3), dtype=np.float32)
+    uv_img = np.empty((h, w, 2), dtype=np.float32)
+    parts_img = np.empty((h, w), dtype=np.uint8)
+    _resolve_uv_parts(v, f, uv_, parts, tri, bary, uv_img, parts_img)
+    return Raster(triangle=tri, bary=bary), uv_img, parts_img
