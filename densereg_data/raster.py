@@ -17,10 +17,13 @@ Convention: depth and visibility
 
 Convention: fill rule
     Top-left rule: a pixel centre exactly on an edge belongs to the triangle that lies to its right
-    (+x), or, for a horizontal edge, to the triangle below it (+y, the image's y points down). Edge
-    functions are evaluated in float64 in a canonical vertex order, so two triangles sharing an edge
-    see bit-identical values and cover every pixel centre on it exactly once: no holes, no double
-    coverage. Zero-area triangles cover nothing.
+    (+x), or, for a horizontal edge, to the triangle below it (+y, the image's y points down). As on
+    GPUs, (x, y) are snapped to 1/256 pixel (`SUBPIXEL_BITS`) and edge functions are evaluated
+    exactly in int64, so two triangles sharing an edge cover every pixel centre on it exactly once:
+    no holes, no double coverage. Coverage is therefore exact for vertices on the 1/256 grid and
+    within 1/512 pixel otherwise. Zero-area triangles cover nothing. (Vertices farther than
+    `FIXED_POINT_LIMIT_PX` from the origin switch the call to an unsnapped float64 path whose edge
+    functions are evaluated in a canonical vertex order, with the same guarantees.)
 
 Convention: winding
     Both windings are drawn by default. Front-facing means counter-clockwise as seen in the image
