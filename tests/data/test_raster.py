@@ -358,3 +358,14 @@ def test_gl_template_agrees_with_cpu():
     agree = (a.triangle[fg] == b.triangle[fg]).mean()
     print(f"GL/CPU triangle agreement on {fg.sum()} foreground pixels: {agree:.4%}")
     assert agree >= 0.995
+
+
+def test_gl_unavailable_names_what_to_install(monkeypatch, square):
+    import sys
+
+    from densereg_data import raster_gl
+
+    monkeypatch.setitem(sys.modules, "pyrender", None)  # import fails as if not installed
+    v, f, _ = square
+    with pytest.raises(BackendUnavailableError, match="libosmesa6.*PYOPENGL_PLATFORM.*--no-deps"):
+        raster_gl.rasterize_gl(v, f, SIZE)
