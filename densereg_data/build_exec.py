@@ -112,7 +112,7 @@ class DaskExecutor(Executor):
         self.cluster = None
         try:
             if cfg.scheduler:
-                self.client = Client(cfg.scheduler, timeout="20s")
+                self.client = Client(cfg.scheduler, timeout="10s")
                 self.window = max(4 * sum(self.client.nthreads().values()), 8)
             else:
                 # processes=True: TCP on 127.0.0.1 only; processes=False: the in-process transport (no sockets)

@@ -118,6 +118,7 @@ def test_dask_local_cluster_equals_local_executor(tree, tmp_path):
     assert_same_arrays(_arrays(tmp_path / "local"), _arrays(tmp_path / "dask"))
 
 
+@pytest.mark.slow
 def test_dask_bad_scheduler_is_one_line(tree, tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(BuildError, match=r"cannot connect to the Dask scheduler at tcp://127.0.0.1:9"):
