@@ -77,15 +77,18 @@ def landmarks_from_uv(uv: torch.Tensor, fg: torch.Tensor, landmark_uv: torch.Ten
     vals = uv[:, ys_c, xs_c].permute(1, 2, 0).float()  # (L, W, 2)
     # local linear model uv = a + J [dx, dy]
     X = torch.stack([torch.ones_like(xs_c, dtype=torch.float32), dx.expand_as(xs).float(), dy.expand_as(ys).float()], -1)
-    Xw = X * valid[..., None]
-    XtX = Xw.transpose(1, 2) @ X + 1e-9 * torch.eye(3, device=X.device)  # (L, 3, 3)
-    XtY = Xw.transpose(1, 2) @ vals  # (L, 3, 2)
-    coef = torch.linalg.solve(XtX.double(), XtY.double())  # (L, 3, 2)
+    Xw = (X * valid[..., None]).double()
+    XtX = Xw.transpose(1, 2) @ X.double() + 1e-6 * torch.eye(3, dtype=torch.float64, device=X.device)  # (L, 3, 3)
+    XtY = Xw.transpose(1, 2) @ vals.double()  # (L, 3, 2)
+    coef, info = torch.linalg.solve_ex(XtX, XtY)  # (L, 3, 2)
     a, J = coef[:, 0], coef[:, 1:].transpose(1, 2)  # (L, 2), (L, 2, 2): J[:, i, j] = d uv_i / d x_j
     det = torch.linalg.det(J)
     scale = J.abs().amax((1, 2)).clamp(min=1e-12)
-    ok = (valid.sum(1) >= 3) & (det.abs() > 1e-6 * scale**2)
-    step = torch.linalg.solve(torch.where(ok[:, None, None], J, torch.eye(2, dtype=J.dtype, device=J.device)), (t.double() - a).unsqueeze(-1))[..., 0]
+    ok = (info == 0) & (valid.sum(1) >= 3) & (det.abs() > 1e-6 * scale**2) & (scale > 1e-9)
+    J_safe = torch.where(ok[:, None, None], J, torch.eye(2, dtype=J.dtype, device=J.device))
+    step, info2 = torch.linalg.solve_ex(J_safe, (t.double() - a).unsqueeze(-1))
+    step = step[..., 0]
+    ok &= (info2 == 0) & torch.isfinite(step).all(1)
     ok &= step.abs().amax(1) <= radius + 0.5
     # fallback: U-V-distance-weighted average of the window
     d2 = ((vals - t[:, None]) ** 2).sum(-1)  # (L, W)

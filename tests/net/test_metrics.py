@@ -106,3 +106,14 @@ def test_accumulator_perfect_prediction(template):
     n8 = int((parts == 8).sum())
     assert acc2.part_iou()[3] == pytest.approx(0.5)
     assert acc2.part_iou()[8] == pytest.approx(n8 / (n8 + 8))
+
+
+def test_landmarks_from_piecewise_constant_uv_do_not_fail():
+    """A classification head predicts constant U-V in blocks: the local fit is singular there."""
+    uv, fg, lm, _ = _exact_uv(64)
+    blocky = (torch.floor(uv * 10) + 0.5) / 10 * fg
+    one_pixel = torch.zeros(64, 64, dtype=torch.bool)
+    one_pixel[10, 10] = True
+    for u, f in ((blocky, fg), (uv, one_pixel)):
+        got = landmarks_from_uv(u, f, torch.from_numpy(template_landmark_uv()))
+        assert got.shape == (68, 2) and torch.isfinite(got).all()
