@@ -32,8 +32,10 @@ Convention: winding
     projection. ``cull_backfaces=True`` drops the others.
 
 Convention: barycentrics
-    ``bary[r, c, k]`` is the weight of vertex ``faces[triangle[r, c], k]`` at the pixel centre,
-    computed in screen space, clamped to >= 0 and normalised to sum to 1; 0 on background.
+    ``bary[r, c, k]`` is the weight of vertex ``faces[triangle[r, c], k]`` at the pixel centre, in
+    screen space, >= 0 and summing to 1; 0 on background. They are the snapped triangle's exact edge
+    functions over twice its area, so interpolating the vertex positions gives back the pixel centre
+    exactly for vertices on the 1/256 grid and within 1/512 pixel otherwise.
 
 All outputs are deterministic: the same input gives bit-identical output (no threads, no fast-math).
 """
@@ -145,10 +147,7 @@ def _check_vertices(vertices: object) -> np.ndarray:
         raise ShapeError(f"vertices must be (V, 3) float (x, y, depth) pixels, got {_describe(v)}")
     if v.dtype != np.float64 and v.dtype != np.float32:
         v = v.astype(np.float64)
-    v = np.ascontiguousarray(v)
-    if not _all_finite(v):
-        raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(v)}")
-    return v
+    return np.ascontiguousarray(v)
 
 
 def _check_faces(faces: object) -> np.ndarray:
@@ -218,8 +217,8 @@ FIXED_POINT_LIMIT_PX = float(1 << 22)
 
 
 @numba.njit(cache=True, nogil=True)
-def _snap(verts, fx, fz):  # pragma: no cover - numba
-    """(x, y) -> int32 fixed point (x 256, rounded half to even), depth -> float32.
+def _snap(verts, fx, fy, fz):  # pragma: no cover - numba
+    """(x, y) -> int32 fixed point (x 256, rounded half to even) in fx, fy; depth -> float32 fz.
 
     Returns 0 (ok), 1 (a vertex beyond FIXED_POINT_LIMIT_PX) or 2 (a non-finite value).
     """
@@ -233,160 +232,201 @@ def _snap(verts, fx, fz):  # pragma: no cover - numba
         if abs(x) >= FIXED_POINT_LIMIT_PX or abs(y) >= FIXED_POINT_LIMIT_PX:
             status = 1
             continue
-        fx[i, 0] = np.int32(np.round(x * _ONE))
-        fx[i, 1] = np.int32(np.round(y * _ONE))
+        fx[i] = np.int32(np.rint(x * _ONE))
+        fy[i] = np.int32(np.rint(y * _ONE))
         fz[i] = np.float32(z)
     return status
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _depth_test(tri, depth, k, t, inside, z):  # pragma: no cover - numba
-    """Branch-free: keep (z, t) at flat pixel k if inside and (z, t) < (depth, tri) in that order."""
-    d = depth[k]
-    old = tri[k]
-    win = inside & ((z < d) | ((z == d) & (t < old)))
-    depth[k] = z if win else d
-    tri[k] = t if win else old
-
-
 @numba.njit(cache=True, nogil=True)
-def _zbuffer_fixed(fx, fz, faces, height, width, cull, tri, depth):  # pragma: no cover - numba
-    """Integer z-buffer over snapped vertices; tri, depth: flat (H*W,). Returns -1 or a bad face.
-
-    Edge functions are exact in int64, so the top-left rule is exact and watertight. Depth ties
-    are broken by (depth, triangle index), so the order triangles are visited in does not matter.
-    """
-    for i in range(height * width):
-        tri[i] = -1
-        depth[i] = np.inf
-    nv = fx.shape[0]
-    nf = faces.shape[0]
-    wmax = width - 1
-    hmax = height - 1
-    # Pass 1, branch-free: triangles whose pixel-centre box is a single pixel are drawn at once
-    # (at 256 x 256 most of a dense face mesh); bigger boxes are queued in cand for pass 2.
-    cand = np.empty(nf, dtype=np.int32)
-    n_big = 0
-    for t in range(nf):
+def _faces_in_range(faces, n_vertices):  # pragma: no cover - numba
+    """-1 when every index is in [0, n_vertices), else the first bad face."""
+    for t in range(faces.shape[0]):
         i0 = faces[t, 0]
         i1 = faces[t, 1]
         i2 = faces[t, 2]
-        if (i0 < 0) | (i0 >= nv) | (i1 < 0) | (i1 >= nv) | (i2 < 0) | (i2 >= nv):
+        if (i0 < 0) | (i0 >= n_vertices) | (i1 < 0) | (i1 >= n_vertices) | (i2 < 0) | (i2 >= n_vertices):
             return t
-        x0 = np.int64(fx[i0, 0])
-        x1 = np.int64(fx[i1, 0])
-        x2 = np.int64(fx[i2, 0])
-        y0 = np.int64(fx[i0, 1])
-        y1 = np.int64(fx[i1, 1])
-        y2 = np.int64(fx[i2, 1])
-        c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-        c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
-        r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-        r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
-        if (c0 > c1) | (r0 > r1):
-            continue
-        if (c0 != c1) | (r0 != r1):
-            cand[n_big] = t
-            n_big += 1
-            continue
-        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-        s = np.int64(1) if area > 0 else np.int64(-1)
-        w0, w1, w2, inside = _edges_at(x0, y0, x1, y1, x2, y2, s, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
-        inside &= (area != 0) & (not (cull & (area > 0)))
-        inv = 1.0 / np.float64(s * area if area != 0 else 1)
-        z = np.float32(
-            (np.float64(w0) * fz[i0] + np.float64(w1) * fz[i1] + np.float64(w2) * fz[i2]) * inv
-        )
-        _depth_test(tri, depth, r0 * width + c0, np.int32(t), inside, z)
-    # Pass 2: bigger boxes, incremental (exact) edge functions.
-    for j in range(n_big):
-        _raster_triangle(fx, fz, faces, cand[j], width, wmax, hmax, cull, tri, depth)
     return -1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _edges_at(x0, y0, x1, y1, x2, y2, s, px, py):  # pragma: no cover - numba
-    """Oriented edge functions at (px, py) (all int64, fixed point) and the top-left inside test.
-
-    Edge k is opposite vertex k; w_k = dx_k (py - ay_k) - dy_k (px - ax_k) > 0 inside. On an edge
-    (w == 0) the pixel counts when the interior normal (-dy, dx) points to +x, or to +y.
-    """
-    dx0 = s * (x2 - x1)
-    dy0 = s * (y2 - y1)
-    dx1 = s * (x0 - x2)
-    dy1 = s * (y0 - y2)
-    dx2 = s * (x1 - x0)
-    dy2 = s * (y1 - y0)
-    b0 = np.int64(not ((dy0 < 0) | ((dy0 == 0) & (dx0 > 0))))
-    b1 = np.int64(not ((dy1 < 0) | ((dy1 == 0) & (dx1 > 0))))
-    b2 = np.int64(not ((dy2 < 0) | ((dy2 == 0) & (dx2 > 0))))
-    w0 = dx0 * (py - y1) - dy0 * (px - x1)
-    w1 = dx1 * (py - y2) - dy1 * (px - x2)
-    w2 = dx2 * (py - y0) - dy2 * (px - x0)
-    return w0, w1, w2, ((w0 - b0) | (w1 - b1) | (w2 - b2)) >= 0
+def _depth_key(z, t):  # pragma: no cover - numba
+    """uint64 key ordered as (depth, triangle index): float32 depth bits made monotonic, then t."""
+    bits = np.uint32(np.float32(z).view(np.uint32))
+    bits = bits ^ np.uint32(0xFFFFFFFF) if bits & np.uint32(0x80000000) else bits | np.uint32(0x80000000)
+    return (np.uint64(bits) << np.uint64(32)) | np.uint64(t)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _raster_triangle(fx, fz, faces, t, width, wmax, hmax, cull, tri, depth):  # pragma: no cover
-    """Draw triangle t over its pixel-centre box with exact incremental edge functions."""
-    i0 = faces[t, 0]
-    i1 = faces[t, 1]
-    i2 = faces[t, 2]
-    x0 = np.int64(fx[i0, 0])
-    x1 = np.int64(fx[i1, 0])
-    x2 = np.int64(fx[i2, 0])
-    y0 = np.int64(fx[i0, 1])
-    y1 = np.int64(fx[i1, 1])
-    y2 = np.int64(fx[i2, 1])
-    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-    if area == 0 or (cull and area > 0):
-        return
-    s = np.int64(1) if area > 0 else np.int64(-1)
-    c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-    c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
-    r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-    r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
-    dx0 = s * (x2 - x1)
-    dy0 = s * (y2 - y1)
-    dx1 = s * (x0 - x2)
-    dy1 = s * (y0 - y2)
-    dx2 = s * (x1 - x0)
-    dy2 = s * (y1 - y0)
-    b0 = np.int64(not ((dy0 < 0) | ((dy0 == 0) & (dx0 > 0))))
-    b1 = np.int64(not ((dy1 < 0) | ((dy1 == 0) & (dx1 > 0))))
-    b2 = np.int64(not ((dy2 < 0) | ((dy2 == 0) & (dx2 > 0))))
-    px = c0 << SUBPIXEL_BITS
-    py = r0 << SUBPIXEL_BITS
-    w0r = dx0 * (py - y1) - dy0 * (px - x1) - b0
-    w1r = dx1 * (py - y2) - dy1 * (px - x2) - b1
-    w2r = dx2 * (py - y0) - dy2 * (px - x0) - b2
-    inv = 1.0 / np.float64(s * area)
-    z0 = np.float64(fz[i0]) * inv
-    z1 = np.float64(fz[i1]) * inv
-    z2 = np.float64(fz[i2]) * inv
-    zc = np.float64(b0) * z0 + np.float64(b1) * z1 + np.float64(b2) * z2  # undo the bias in z
-    sx0 = -dy0 << SUBPIXEL_BITS
-    sx1 = -dy1 << SUBPIXEL_BITS
-    sx2 = -dy2 << SUBPIXEL_BITS
-    sy0 = dx0 << SUBPIXEL_BITS
-    sy1 = dx1 << SUBPIXEL_BITS
-    sy2 = dx2 << SUBPIXEL_BITS
-    ti = np.int32(t)
-    for r in range(r0, r1 + 1):
-        w0 = w0r
-        w1 = w1r
-        w2 = w2r
-        row = r * width
-        for c in range(c0, c1 + 1):
-            inside = (w0 | w1 | w2) >= 0
-            z = np.float32(np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2 + zc)
-            _depth_test(tri, depth, row + c, ti, inside, z)
-            w0 += sx0
-            w1 += sx1
-            w2 += sx2
-        w0r += sy0
-        w1r += sy1
-        w2r += sy2
+def _win(key, bary, k, t, z, w0, w1, w2, area):  # pragma: no cover - numba
+    """Depth test at flat pixel k: keep (z, t) if its key is the smallest so far, with its barycentrics
+    (the exact edge functions over twice the area)."""
+    new = _depth_key(z, t)
+    if new < key[k]:
+        key[k] = new
+        inv = 1.0 / np.float64(area)
+        bary[3 * k] = np.float32(np.float64(w0) * inv)
+        bary[3 * k + 1] = np.float32(np.float64(w1) * inv)
+        bary[3 * k + 2] = np.float32(np.float64(w2) * inv)
+
+
+_NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, tri, key, bary):  # pragma: no cover
+    """Integer z-buffer over snapped vertices; tri, key flat (H*W,), bary flat (H*W*3,).
+
+    Pass 1, branch-free: every triangle whose box holds a pixel centre goes to a candidate list (on a
+    dense mesh most triangles hold none); face indices are checked on the way. Pass 2: candidates, the
+    one-pixel boxes inline, bigger ones with incremental edge functions. Edge functions are exact in
+    int64, so the top-left rule is exact and watertight; barycentrics are the edge functions over
+    twice the area at the winning sample. Visibility compares one uint64 key per pixel, (depth bits,
+    triangle index), so ties go to the lower index whatever the visiting order.
+
+    Returns -1, or the index of a face with an out-of-range vertex index.
+    """
+    nv = fx.shape[0]
+    for i in range(height * width):
+        key[i] = _NO_KEY
+    nf = faces.shape[0]
+    wmax = width - 1
+    hmax = height - 1
+    cand = np.empty(nf, dtype=np.int32)
+    n = 0
+    bad = False
+    for t in range(nf):
+        i0 = faces[t, 0]
+        i1 = faces[t, 1]
+        i2 = faces[t, 2]
+        bad |= (i0 < 0) | (i0 >= nv) | (i1 < 0) | (i1 >= nv) | (i2 < 0) | (i2 >= nv)
+        i0 = min(max(i0, 0), nv - 1)  # never read outside the arrays, even for a bad face
+        i1 = min(max(i1, 0), nv - 1)
+        i2 = min(max(i2, 0), nv - 1)
+        x0 = fx[i0]
+        x1 = fx[i1]
+        x2 = fx[i2]
+        y0 = fy[i0]
+        y1 = fy[i1]
+        y2 = fy[i2]
+        c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+        c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
+        r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+        r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
+        cand[n] = t
+        n += (c0 <= c1) & (r0 <= r1)
+    if bad:
+        return _faces_in_range(faces, nv)
+    for j in range(n):
+        t = cand[j]
+        i0 = faces[t, 0]
+        i1 = faces[t, 1]
+        i2 = faces[t, 2]
+        x0 = np.int64(fx[i0])
+        x1 = np.int64(fx[i1])
+        x2 = np.int64(fx[i2])
+        y0 = np.int64(fy[i0])
+        y1 = np.int64(fy[i1])
+        y2 = np.int64(fy[i2])
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        if (area == 0) | (cull & (area > 0)):
+            continue
+        s = np.int64(1) if area > 0 else np.int64(-1)
+        c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+        c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
+        r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+        r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
+        dx0 = s * (x2 - x1)
+        dy0 = s * (y2 - y1)
+        dx1 = s * (x0 - x2)
+        dy1 = s * (y0 - y2)
+        dx2 = s * (x1 - x0)
+        dy2 = s * (y1 - y0)
+        # top-left rule: on an edge (w == 0) the sample counts when the interior normal (-dy, dx)
+        # points to +x, or to +y; the bias b makes "w - b >= 0" the inside test
+        b0 = np.int64(not ((dy0 < 0) | ((dy0 == 0) & (dx0 > 0))))
+        b1 = np.int64(not ((dy1 < 0) | ((dy1 == 0) & (dx1 > 0))))
+        b2 = np.int64(not ((dy2 < 0) | ((dy2 == 0) & (dx2 > 0))))
+        px = np.int64(c0) << SUBPIXEL_BITS
+        py = np.int64(r0) << SUBPIXEL_BITS
+        w0r = dx0 * (py - y1) - dy0 * (px - x1)
+        w1r = dx1 * (py - y2) - dy1 * (px - x2)
+        w2r = dx2 * (py - y0) - dy2 * (px - x0)
+        sa = s * area
+        ti = np.int32(t)
+        if (c0 == c1) & (r0 == r1):  # the common case on a dense mesh: one pixel centre
+            if ((w0r - b0) | (w1r - b1) | (w2r - b2)) >= 0:
+                z = (np.float64(w0r) * fz[i0] + np.float64(w1r) * fz[i1] + np.float64(w2r) * fz[i2]) / np.float64(sa)
+                _win(key, bary, r0 * width + c0, ti, z, w0r, w1r, w2r, sa)
+            continue
+        inv = 1.0 / np.float64(sa)
+        z0 = np.float64(fz[i0]) * inv
+        z1 = np.float64(fz[i1]) * inv
+        z2 = np.float64(fz[i2]) * inv
+        sx0 = -dy0 << SUBPIXEL_BITS
+        sx1 = -dy1 << SUBPIXEL_BITS
+        sx2 = -dy2 << SUBPIXEL_BITS
+        sy0 = dx0 << SUBPIXEL_BITS
+        sy1 = dx1 << SUBPIXEL_BITS
+        sy2 = dx2 << SUBPIXEL_BITS
+        for r in range(r0, r1 + 1):
+            w0 = w0r
+            w1 = w1r
+            w2 = w2r
+            row = r * width
+            for c in range(c0, c1 + 1):
+                if ((w0 - b0) | (w1 - b1) | (w2 - b2)) >= 0:
+                    z = np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2
+                    _win(key, bary, row + c, ti, z, w0, w1, w2, sa)
+                w0 += sx0
+                w1 += sx1
+                w2 += sx2
+            w0r += sy0
+            w1r += sy1
+            w2r += sy2
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish(key, tri, bary):  # pragma: no cover - numba
+    """Triangle index from the keys; barycentrics zeroed on background."""
+    for i in range(key.shape[0]):
+        k = key[i]
+        if k == _NO_KEY:
+            tri[i] = -1
+            bary[3 * i] = 0.0
+            bary[3 * i + 1] = 0.0
+            bary[3 * i + 2] = 0.0
+        else:
+            tri[i] = np.int32(k & np.uint64(0xFFFFFFFF))
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish_uv_parts(key, tri, bary, faces, uv, face_parts, uv_img, parts_img):  # pragma: no cover
+    """`_finish`, and U-V (flat (H*W*2,) float32) and parts (flat (H*W,) uint8) in the same pass."""
+    for i in range(key.shape[0]):
+        k = key[i]
+        if k == _NO_KEY:
+            tri[i] = -1
+            bary[3 * i] = 0.0
+            bary[3 * i + 1] = 0.0
+            bary[3 * i + 2] = 0.0
+            uv_img[2 * i] = 0.0
+            uv_img[2 * i + 1] = 0.0
+            parts_img[i] = 0
+            continue
+        t = np.int32(k & np.uint64(0xFFFFFFFF))
+        tri[i] = t
+        i0 = faces[t, 0]
+        i1 = faces[t, 1]
+        i2 = faces[t, 2]
+        b0 = np.float64(bary[3 * i])
+        b1 = np.float64(bary[3 * i + 1])
+        b2 = np.float64(bary[3 * i + 2])
+        uv_img[2 * i] = b0 * uv[i0, 0] + b1 * uv[i1, 0] + b2 * uv[i2, 0]
+        uv_img[2 * i + 1] = b0 * uv[i0, 1] + b1 * uv[i1, 1] + b2 * uv[i2, 1]
+        parts_img[i] = face_parts[t]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -515,17 +555,13 @@ def _resolve_bary(verts, faces, tri, bary):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _resolve_uv_parts(verts, faces, uv, face_parts, tri, bary, uv_img, parts_img):  # pragma: no cover
-    """Fill bary (H, W, 3), uv_img (H, W, 2) float32 and parts_img (H, W) uint8 from tri."""
+def _uv_parts_from_bary(faces, uv, face_parts, tri, bary, uv_img, parts_img):  # pragma: no cover
+    """Fill uv_img (H, W, 2) float32 and parts_img (H, W) uint8 from tri and bary."""
     height, width = tri.shape
     for r in range(height):
-        py = np.float64(r)
         for c in range(width):
             t = tri[r, c]
             if t < 0:
-                bary[r, c, 0] = 0.0
-                bary[r, c, 1] = 0.0
-                bary[r, c, 2] = 0.0
                 uv_img[r, c, 0] = 0.0
                 uv_img[r, c, 1] = 0.0
                 parts_img[r, c] = 0
@@ -533,10 +569,9 @@ def _resolve_uv_parts(verts, faces, uv, face_parts, tri, bary, uv_img, parts_img
             i0 = faces[t, 0]
             i1 = faces[t, 1]
             i2 = faces[t, 2]
-            b0, b1, b2 = _bary_at(verts, i0, i1, i2, np.float64(c), py)
-            bary[r, c, 0] = b0
-            bary[r, c, 1] = b1
-            bary[r, c, 2] = b2
+            b0 = np.float64(bary[r, c, 0])
+            b1 = np.float64(bary[r, c, 1])
+            b2 = np.float64(bary[r, c, 2])
             uv_img[r, c, 0] = b0 * uv[i0, 0] + b1 * uv[i1, 0] + b2 * uv[i2, 0]
             uv_img[r, c, 1] = b0 * uv[i0, 1] + b1 * uv[i1, 1] + b2 * uv[i2, 1]
             parts_img[r, c] = face_parts[t]
@@ -590,25 +625,45 @@ def _face_labels(labels, tri, out):  # pragma: no cover - numba
 
 
 def _zbuffer_checked(
-    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool
-) -> np.ndarray:
-    """Validated inputs -> triangle image (H, W) int32 (-1 = background)."""
+    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool, uv=None, face_parts=None
+):
+    """Validated inputs -> Raster (triangle image, -1 = background, and barycentrics); with `uv` and
+    `face_parts`, also the U-V and parts images, made in the same final pass: (raster, uv, parts)."""
     h, w = size
+    nv = verts.shape[0]
     tri = np.empty((h, w), dtype=np.int32)
-    depth = np.empty((h, w), dtype=np.float32)
-    fx = np.empty((verts.shape[0], 2), dtype=np.int32)
-    fz = np.empty(verts.shape[0], dtype=np.float32)
-    status = _snap(verts, fx, fz)
+    fx = np.empty(nv, dtype=np.int32)
+    fy = np.empty(nv, dtype=np.int32)
+    fz = np.empty(nv, dtype=np.float32)
+    status = _snap(verts, fx, fy, fz)
     if status == 2:
         raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(verts)}")
     if status == 0:
-        bad = _zbuffer_fixed(fx, fz, faces, h, w, cull, tri.reshape(-1), depth.reshape(-1))
-    else:
-        logger.debug("vertices beyond %g px: using the float64 z-buffer", FIXED_POINT_LIMIT_PX)
-        bad = _zbuffer_float(verts, faces, h, w, cull, tri, depth)
+        bary = np.empty((h, w, 3), dtype=np.float32)
+        key = np.empty(h * w, dtype=np.uint64)
+        bad = _zbuffer_fixed(fx, fy, fz, faces, h, w, cull, tri.reshape(-1), key, bary.reshape(-1))
+        if bad >= 0:
+            raise _face_index_error(faces, nv, bad)
+        if uv is None:
+            _finish(key, tri.reshape(-1), bary.reshape(-1))
+            return Raster(triangle=tri, bary=bary)
+        uv_img = np.empty((h, w, 2), dtype=np.float32)
+        parts_img = np.empty((h, w), dtype=np.uint8)
+        _finish_uv_parts(key, tri.reshape(-1), bary.reshape(-1), faces, uv, face_parts, uv_img.reshape(-1), parts_img.reshape(-1))
+        return Raster(triangle=tri, bary=bary), uv_img, parts_img
+    bad = _faces_in_range(faces, nv)
     if bad >= 0:
-        raise _face_index_error(faces, verts.shape[0], bad)
-    return tri
+        raise _face_index_error(faces, nv, bad)
+    logger.debug("vertices beyond %g px: using the float64 z-buffer", FIXED_POINT_LIMIT_PX)
+    depth = np.empty((h, w), dtype=np.float32)
+    _zbuffer_float(verts, faces, h, w, cull, tri, depth)
+    raster = barycentrics_from_triangle(verts, faces, tri)
+    if uv is None:
+        return raster
+    uv_img = np.empty((h, w, 2), dtype=np.float32)
+    parts_img = np.empty((h, w), dtype=np.uint8)
+    _uv_parts_from_bary(faces, uv, face_parts, raster.triangle, raster.bary, uv_img, parts_img)
+    return raster, uv_img, parts_img
 
 
 def barycentrics_from_triangle(vertices: np.ndarray, faces: np.ndarray, tri: np.ndarray) -> Raster:
@@ -631,8 +686,7 @@ def barycentrics_from_triangle(vertices: np.ndarray, faces: np.ndarray, tri: np.
 def _rasterize_cpu(
     vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool
 ) -> Raster:
-    tri = _zbuffer_checked(vertices, faces, size, cull_backfaces)
-    return barycentrics_from_triangle(vertices, faces, tri)
+    return _zbuffer_checked(vertices, faces, size, cull_backfaces)
 
 
 @register_backend("pyrender")
@@ -640,6 +694,9 @@ def _rasterize_pyrender(
     vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool
 ) -> Raster:
     from densereg_data.raster_gl import rasterize_gl  # optional: pyrender + OpenGL
+
+    if not _all_finite(vertices):
+        raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(vertices)}")
 
     return rasterize_gl(vertices, faces, size, cull_backfaces=cull_backfaces)
 
@@ -754,10 +811,4 @@ def render_uv_parts(
         raise ShapeError(f"face_parts must be ({f.shape[0]},) uint8, got {_describe(parts)}")
     uv_ = np.ascontiguousarray(uv_)
     parts = np.ascontiguousarray(parts)
-    tri = _zbuffer_checked(v, f, hw, bool(cull_backfaces))
-    h, w = hw
-    bary = np.empty((h, w, 3), dtype=np.float32)
-    uv_img = np.empty((h, w, 2), dtype=np.float32)
-    parts_img = np.empty((h, w), dtype=np.uint8)
-    _resolve_uv_parts(v, f, uv_, parts, tri, bary, uv_img, parts_img)
-    return Raster(triangle=tri, bary=bary), uv_img, parts_img
+    return _zbuffer_checked(v, f, hw, bool(cull_backfaces), uv_, parts)
