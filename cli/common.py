@@ -1,6 +1,7 @@
 """What both command-line groups share: logging set-up, exit codes and one-line errors.
 
-Exit codes: 0 success, 2 bad input (one line on stderr; the traceback only with -v), 1 a bug.
+Exit codes: 0 success, 2 bad input (one line on stderr; the traceback only with -v), 1 a bug (or a
+command's own failure verdict, such as `verify` finding a bad shard).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def run_group(group: click.Group, argv: Sequence[str] | None, prog_name: str) ->
         argv is None and any(a in ("-v", "--verbose") for a in sys.argv[1:])
     )
     try:
-        group.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
+        code = group.main(args=list(argv) if argv is not None else None, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -55,7 +56,7 @@ def run_group(group: click.Group, argv: Sequence[str] | None, prog_name: str) ->
     except Exception:  # a bug: show it
         log.exception("%s failed with an unexpected error (a bug: please report it)", prog_name)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0  # ctx.exit(n) comes back as n
 
 
 def verbosity_options(f):

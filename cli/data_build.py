@@ -104,12 +104,17 @@ def register(group: click.Group) -> None:
 
     @group.command("verify")
     @click.argument("path", type=click.Path())
-    def verify(path: str) -> None:
-        """Check every shard's sha256, schema and the index; a bad one is named on one line (exit 2)."""
+    @click.pass_context
+    def verify(ctx: click.Context, path: str) -> None:
+        """Check every shard's sha256, schema and the index; exit 1 naming the first bad one."""
+        from densereg_data.errors import ShardFormatError
         from densereg_data.shard_check import verify as shard_verify
 
-        # A failure raises ShardFormatError: run_group prints it as one line and exits 2 (bad input).
-        summary = shard_verify(path)
+        try:
+            summary = shard_verify(path)
+        except ShardFormatError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
         click.echo(f"ok: {summary['shards']} shards, {summary['samples']} samples, {summary['bytes'] / 1e6:.1f} MB")
 
     @group.command("preview")

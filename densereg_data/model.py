@@ -76,10 +76,15 @@ class DeformableModel:
         """(n, 3) coefficients of the mean shape."""
         return np.zeros((self.n_functions, 3))
 
+    @functools.cached_property
+    def _functions_t(self) -> np.ndarray:
+        """(n, V) float32, C-ordered: the layout in which the dense product streams memory best."""
+        return np.ascontiguousarray(self.functions.T)
+
     def shape(self, coefficients: np.ndarray) -> np.ndarray:
         """(n, 3) coefficients -> (V, 3) float64 vertices."""
         c = np.asarray(coefficients, dtype=np.float32).reshape(self.n_functions, 3)
-        return self.mean + self.functions @ c
+        return (c.T @ self._functions_t).T + self.mean
 
     def at(self, vertices: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mean (m, 3) and functions (m, n) at surface points.

@@ -44,7 +44,7 @@ def test_build_info_verify_preview(tmp_path, fake_cli, capsys):
     assert read_image(tmp_path / "sheet.png").shape[1] == 2 * 256
 
 
-def test_verify_flipped_byte_exit_2(tmp_path, fake_cli, capsys):
+def test_verify_flipped_byte_exit_1(tmp_path, fake_cli, capsys):
     make_pts_tree(tmp_path / "d", n=3)
     assert _build(tmp_path / "d", tmp_path / "s", "--val-fraction", "0") == 0
     shard = tmp_path / "s" / "train-00000.h5"
@@ -52,7 +52,7 @@ def test_verify_flipped_byte_exit_2(tmp_path, fake_cli, capsys):
     data[-100] ^= 1
     shard.write_bytes(bytes(data))
     capsys.readouterr()
-    assert main(["verify", str(tmp_path / "s")]) == 2
+    assert main(["verify", str(tmp_path / "s")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "train-00000.h5: sha256 mismatch" in err
 
