@@ -389,8 +389,9 @@ def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, tri, key, bary):  # p
 
 
 @numba.njit(cache=True, nogil=True)
-def _finish(key, tri, bary):  # pragma: no cover - numba
-    """Triangle index from the keys; barycentrics zeroed on background."""
+def _finish(key, tri, bary, faces, uv, face_parts, uv_img, parts_img, with_uv):  # pragma: no cover
+    """Triangle index from the keys, barycentrics zeroed on background; with `with_uv`, also U-V
+    (flat (H*W*2,) float32) and parts (flat (H*W,) uint8) in the same pass."""
     for i in range(key.shape[0]):
         k = key[i]
         if k == _NO_KEY:
@@ -398,26 +399,15 @@ def _finish(key, tri, bary):  # pragma: no cover - numba
             bary[3 * i] = 0.0
             bary[3 * i + 1] = 0.0
             bary[3 * i + 2] = 0.0
-        else:
-            tri[i] = np.int32(k & np.uint64(0xFFFFFFFF))
-
-
-@numba.njit(cache=True, nogil=True)
-def _finish_uv_parts(key, tri, bary, faces, uv, face_parts, uv_img, parts_img):  # pragma: no cover
-    """`_finish`, and U-V (flat (H*W*2,) float32) and parts (flat (H*W,) uint8) in the same pass."""
-    for i in range(key.shape[0]):
-        k = key[i]
-        if k == _NO_KEY:
-            tri[i] = -1
-            bary[3 * i] = 0.0
-            bary[3 * i + 1] = 0.0
-            bary[3 * i + 2] = 0.0
-            uv_img[2 * i] = 0.0
-            uv_img[2 * i + 1] = 0.0
-            parts_img[i] = 0
+            if with_uv:
+                uv_img[2 * i] = 0.0
+                uv_img[2 * i + 1] = 0.0
+                parts_img[i] = 0
             continue
         t = np.int32(k & np.uint64(0xFFFFFFFF))
         tri[i] = t
+        if not with_uv:
+            continue
         i0 = faces[t, 0]
         i1 = faces[t, 1]
         i2 = faces[t, 2]
@@ -644,13 +634,14 @@ def _zbuffer_checked(
         bad = _zbuffer_fixed(fx, fy, fz, faces, h, w, cull, tri.reshape(-1), key, bary.reshape(-1))
         if bad >= 0:
             raise _face_index_error(faces, nv, bad)
-        if uv is None:
-            _finish(key, tri.reshape(-1), bary.reshape(-1))
-            return Raster(triangle=tri, bary=bary)
-        uv_img = np.empty((h, w, 2), dtype=np.float32)
-        parts_img = np.empty((h, w), dtype=np.uint8)
-        _finish_uv_parts(key, tri.reshape(-1), bary.reshape(-1), faces, uv, face_parts, uv_img.reshape(-1), parts_img.reshape(-1))
-        return Raster(triangle=tri, bary=bary), uv_img, parts_img
+        with_uv = uv is not None
+        uv_img = np.empty((h, w, 2) if with_uv else (0, 0, 2), dtype=np.float32)
+        parts_img = np.empty((h, w) if with_uv else (0, 0), dtype=np.uint8)
+        if not with_uv:
+            uv, face_parts = np.zeros((0, 2)), np.zeros(0, np.uint8)
+        _finish(key, tri.reshape(-1), bary.reshape(-1), faces, uv, face_parts, uv_img.reshape(-1), parts_img.reshape(-1), with_uv)
+        raster = Raster(triangle=tri, bary=bary)
+        return (raster, uv_img, parts_img) if with_uv else raster
     bad = _faces_in_range(faces, nv)
     if bad >= 0:
         raise _face_index_error(faces, nv, bad)
