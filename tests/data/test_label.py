@@ -184,3 +184,21 @@ def test_template_show_writes_pictures(tmp_path, capsys):
     assert '"vertices"' in capsys.readouterr().out
     for name in ("template_uv.png", "template_parts.png", "uv_parts.png", "template.json"):
         assert (tmp_path / name).exists()
+
+
+DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEV.is_dir(), reason="real 300-W dev data not found at ../shared/data/300w-dev")
+def test_label_every_300w_dev_face(tmp_path, labeller):
+    """The `label` job on all 299 real faces at full resolution: no failure, sane fits."""
+    from densereg_data.jobs import label_face_files
+
+    nmes = []
+    for pts in sorted(DEV.glob("*.pts")):
+        image = next(p for p in (pts.with_suffix(".jpg"), pts.with_suffix(".png")) if p.exists())
+        summary = label_face_files(image, pts, tmp_path / "out", labeller)
+        assert summary.foreground_pixels > 0, pts.name
+        nmes.append(summary.nme)
+    assert len(nmes) == 299 and max(nmes) < 0.06
