@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_shards
+from net_fakes import write_shards
 from densereg_cli.net import main
 from densereg_net.errors import NetInputError
 from densereg_net.predict import crop_from_box, crop_from_landmarks, read_pts, write_pts

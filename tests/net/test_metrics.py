@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import synthetic_sample, template_landmark_uv, write_template
+from net_fakes import synthetic_sample, template_landmark_uv, write_template
 from densereg_net.metrics import Accumulator, auc, dense_error, landmarks_from_uv, lookup_xyz, nme
 from densereg_net.shards import load_template
 

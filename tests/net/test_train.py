@@ -93,7 +93,7 @@ def _env():
 
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
-    from conftest import write_shards
+    from net_fakes import write_shards
     shards = write_shards(tmp_path / "shards", {"train": 24, "val": 2})
     epochs = 4
     subprocess.run(_cli_args(shards, tmp_path / "full", epochs), check=True, env=_env(), capture_output=True)
