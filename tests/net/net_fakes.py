@@ -4,6 +4,10 @@ Faces are ellipses: u ramps left to right, v bottom to top, parts are blobs at f
 the 68 landmarks sit where the U-V equals the template's landmark_uv. template.h5 maps U-V to
 xyz = (u, v, 0) (NaN outside the unit disc around (0.5, 0.5)), so dense error = U-V distance /
 eye distance.
+
+Also the fixtures of these tests (`shards`, the autouse `one_thread`); tests/net has no conftest.py,
+so `from conftest import ...` in tests/data always finds its own. Test modules import the fixtures:
+``from net_fakes import one_thread, shards  # noqa: F401``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from densereg_net.conventions import LANDMARK_FLIP, PART_NAMES
 
 G = 33
@@ -103,3 +108,15 @@ def write_template(path: Path) -> None:
         f["eye_distance"] = float(np.linalg.norm(lm[36] - lm[45]))
         f["part_uv"] = np.zeros((G, G), np.uint8)
         f.attrs.update({"template_id": "synthetic", "template_hash": "0", "units": "uv", "model_size": 0})
+
+
+@pytest.fixture
+def shards(tmp_path) -> Path:
+    return write_shards(tmp_path / "shards")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    import torch
+    torch.set_num_threads(1)
+    yield

@@ -5,6 +5,7 @@ from densereg_net.augment import AugmentConfig, augment_batch, flip_batch, ident
 from densereg_net.conventions import LANDMARK_FLIP, PART_FLIP
 from densereg_net.data import DeviceData, ShardDataset, epoch_batches, iterate
 from densereg_net.shards import ShardIndex, read_split
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 def _batch(shards, n=3):

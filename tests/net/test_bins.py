@@ -4,6 +4,7 @@ import torch
 from densereg_net.conventions import decode_bins, encode_bins
 from densereg_net.losses import targets
 from densereg_net.model import build_model
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 def test_encode_decode_exact_including_ends():

@@ -16,6 +16,7 @@ from densereg_net.errors import NetInputError
 from densereg_net.predict import crop_from_box, crop_from_landmarks, read_pts, write_pts
 from densereg_net.shards import ShardIndex
 from densereg_net.train import TrainConfig, train
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

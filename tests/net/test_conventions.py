@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from densereg_net import conventions as net
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 def test_constants_match_densereg_data():

@@ -5,6 +5,7 @@ import torch
 from net_fakes import synthetic_sample, template_landmark_uv, write_template
 from densereg_net.metrics import Accumulator, auc, dense_error, landmarks_from_uv, lookup_xyz, nme
 from densereg_net.shards import load_template
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 def _sample(size=64, seed=0):

@@ -5,6 +5,7 @@ from densereg_net.conventions import N_PARTS
 from densereg_net.losses import compute_loss
 from densereg_net.model import HEADS, build_model, get_head
 from densereg_net.options import HEAD_NAMES
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 def test_head_names_match_registry():

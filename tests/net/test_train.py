@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from densereg_net.train import TrainConfig, lr_factor, train
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 SMALL = dict(epochs=3, batch_size=2, width=8, log_every=1, num_workers=0, warmup_steps=2)
 
