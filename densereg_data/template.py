@@ -267,10 +267,11 @@ def repair_folds(
     A triangle is bad when its signed U-V area is below `min_area_fraction` of the median area (so
     flipped, folded and nearly collapsed triangles all count). The interior vertices of bad triangles,
     grown by `rings` rings, are re-placed at the uniform-weight harmonic (Tutte) solution with every
-    other vertex fixed; the region grows until no interior triangle is bad. Bad triangles left on the
-    mesh boundary (slivers at the edge of the mask) are dropped.
+    other vertex fixed (boundary vertices stay put), growing the region each round. When a round cannot
+    help (no interior vertex to move, or no fewer bad triangles than before), the bad triangles that
+    touch the mesh boundary (slivers at the edge of the mask) are dropped, moving the boundary inward.
 
-    Returns (uv (V, 2), keep (F,) bool); raises TemplateError if bad triangles remain inside the mesh.
+    Returns (uv (V, 2), keep (F,) bool); raises TemplateError if bad triangles remain after `max_rounds`.
     """
     from scipy import sparse
     from scipy.sparse.linalg import spsolve
