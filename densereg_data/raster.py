@@ -184,10 +184,11 @@ def _check_raster_faces(raster: Raster, faces: object) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------------
-# Pass 1 (_zbuffer): per triangle, the integer pixel-centre bounding box (most triangles of a dense
-# mesh cover no pixel centre and stop here), then edge functions over the box; store only depth and
-# triangle index. Pass 2 (_resolve_*): per pixel, barycentrics of the winning triangle and whatever
-# is interpolated from them. The hot path allocates nothing but its outputs and one depth buffer.
+# The hot path (`_zbuffer_checked`): `_snap` the vertices to fixed point, `_zbuffer_fixed` keeps per
+# pixel the nearest triangle's key and barycentrics (chunks of triangles: gather, vectorized triage
+# `_classify`, then scalar depth tests), `_finish` turns keys into triangle indices and fills U-V and
+# parts. It allocates nothing but its outputs, one key buffer and a few chunk-sized arrays. Far
+# vertices take `_zbuffer_float`, then `_resolve_bary` / `_uv_parts_from_bary` per pixel.
 
 
 @numba.njit(cache=True, nogil=True)
@@ -259,6 +260,49 @@ def _depth_key(z, t):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _edges(x0, y0, x1, y1, x2, y2, px, py):  # pragma: no cover - numba
+    """Snapped edge functions of triangle (x0, y0), (x1, y1), (x2, y2) at the sample (px, py), all
+    int64 fixed point.
+
+    Returns (area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2): area = twice the signed area,
+    (x1-x0)(y2-y0) - (y1-y0)(x2-x0); w_k = s E_k, with s = 1 if area > 0 else -1 and E_k the edge
+    function of the edge opposite vertex k, so that w_k > 0 strictly inside; (dx_k, dy_k) = s times
+    that edge's direction. The area is computed as E_0 + E_1 + E_2 (an identity of the integers).
+
+    Exactness: fixed-point coordinates are below 2^30 in magnitude (`FIXED_POINT_LIMIT_PX` x 256),
+    so every difference is below 2^31, every product below 2^62 and every edge function below 2^63:
+    int64 holds them exactly. The partial sum E_0 + E_1 may wrap, but integer arithmetic wraps
+    modulo 2^64 and the area itself is below 2^63, so the sum is still exact.
+    """
+    e0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+    e1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+    e2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+    area = e0 + e1 + e2
+    m = np.int64(0) if area > 0 else np.int64(-1)  # s = 1 + 2m, and (v ^ m) - m is s * v
+    return (area, (e0 ^ m) - m, (e1 ^ m) - m, (e2 ^ m) - m,
+            ((x2 - x1) ^ m) - m, ((x0 - x2) ^ m) - m, ((x1 - x0) ^ m) - m,
+            ((y2 - y1) ^ m) - m, ((y0 - y2) ^ m) - m, ((y1 - y0) ^ m) - m)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _top_left_bias(dx, dy):  # pragma: no cover - numba
+    """Top-left rule: on an edge (w == 0) a sample counts when the interior normal (-dy, dx) points
+    to +x, or to +y; this bias b makes "w - b >= 0" the inside test."""
+    return np.int64(not ((dy < 0) | ((dy == 0) & (dx > 0))))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _box(x0, x1, x2, y0, y1, y2, wmax, hmax):  # pragma: no cover - numba
+    """The pixel centres (c0..c1, r0..r1) of a snapped triangle's bounding box, clipped to the image;
+    empty when c0 > c1 or r0 > r1."""
+    c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+    c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
+    r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
+    r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
+    return c0, c1, r0, r1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _win(key, bary, k, t, z, w0, w1, w2, area):  # pragma: no cover - numba
     """Depth test at flat pixel k: keep (z, t) if its key is the smallest so far, with its barycentrics
     (the exact edge functions over twice the area)."""
@@ -272,119 +316,174 @@ def _win(key, bary, k, t, z, w0, w1, w2, area):  # pragma: no cover - numba
 
 
 _NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: Triangles per chunk of `_zbuffer_fixed` (a multiple of 64): the chunk's coordinates (24 KiB) stay
+#: in L1 cache from the gather to the candidates' edge functions.
+_CHUNK = 1024
+#: A snapped x (or y) whose box holds no pixel centre: pads the last chunk.
+_NO_HIT = 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, tri, key, bary):  # pragma: no cover
-    """Integer z-buffer over snapped vertices; tri, key flat (H*W,), bary flat (H*W*3,).
+def _largest_index(faces):  # pragma: no cover - numba
+    """The largest vertex index in faces, read as unsigned (a negative index is a huge one);
+    vectorized, so checking the faces costs one read of them."""
+    largest = np.uint64(0)
+    for t in range(faces.shape[0]):
+        for k in range(3):
+            largest = max(largest, np.uint64(faces[t, k]))
+    return largest
 
-    Pass 1, branch-free: every triangle whose box holds a pixel centre goes to a candidate list (on a
-    dense mesh most triangles hold none); face indices are checked on the way. Pass 2: candidates, the
-    one-pixel boxes inline, bigger ones with incremental edge functions. Edge functions are exact in
-    int64, so the top-left rule is exact and watertight; barycentrics are the edge functions over
-    twice the area at the winning sample. Visibility compares one uint64 key per pixel, (depth bits,
-    triangle index), so ties go to the lower index whatever the visiting order.
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits):  # pragma: no cover - numba
+    """Vectorized triage of a chunk: bit b of one_bits[i] = triangle 64 i + b of the chunk is drawn
+    and covers the single pixel centre in its box; of more_bits[i] = its box holds more than one
+    pixel centre. xs, ys: (3 _CHUNK,) int32, the snapped vertices of the chunk's triangles in order.
+    Branch-free and store-free inside a word, so LLVM vectorizes it (AVX2/AVX-512 where present;
+    the loop that gathers through `faces` would not vectorize: it could alias its stores). The tests
+    are the exact int64 ones of the scalar code (`_box`, `_edges`, `_top_left_bias`), so the triage
+    decides exactly what a per-triangle loop would."""
+    wmax = width - 1
+    hmax = height - 1
+    for i in range(n_words):
+        one_word = np.uint64(0)
+        more_word = np.uint64(0)
+        for b in range(64):
+            j = 3 * (64 * i + b)
+            x0 = np.int64(xs[j])
+            x1 = np.int64(xs[j + 1])
+            x2 = np.int64(xs[j + 2])
+            y0 = np.int64(ys[j])
+            y1 = np.int64(ys[j + 1])
+            y2 = np.int64(ys[j + 2])
+            c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
+            (area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2) = _edges(
+                x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+            drawn = (area != 0) & ~(cull & (area > 0))
+            inside = ((w0 - _top_left_bias(dx0, dy0)) | (w1 - _top_left_bias(dx1, dy1))
+                      | (w2 - _top_left_bias(dx2, dy2))) >= 0
+            one = (c0 == c1) & (r0 == r1)
+            more = (c0 <= c1) & (r0 <= r1) & ~one
+            one_word |= np.uint64(one & drawn & inside) << np.uint64(b)
+            more_word |= np.uint64(more) << np.uint64(b)
+        one_bits[i] = one_word
+        more_bits[i] = more_word
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _set_bits(bits, n_words, out):  # pragma: no cover - numba
+    """Branch-free: the positions of the set bits of bits[:n_words] into out, in order; their count."""
+    n = 0
+    for i in range(n_words):
+        word = bits[i]
+        for b in range(64):
+            out[n] = 64 * i + b
+            n += np.int64((word >> np.uint64(b)) & np.uint64(1))
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma: no cover - numba
+    """Integer z-buffer over snapped vertices; key flat (H*W,) uint64, bary flat (H*W*3,) float32.
+
+    The faces are checked first (one vectorized pass). Then, per chunk of `_CHUNK` triangles:
+    (1) gather the snapped (x, y) of their vertices into two small arrays, in face order; (2) the
+    vectorized triage `_classify` finds the triangles that cover the one pixel centre of their box
+    (most of those that cover anything on a dense mesh) and those whose box holds more (about half of
+    a dense mesh's triangles hold none and stop here); (3) from the same arrays, the first kind are
+    depth-tested straight away, the second walked with incremental edge functions. Edge functions
+    are exact in int64 (`_edges`), so the top-left rule is exact and watertight; barycentrics are
+    the edge functions over twice the area at the winning sample. Visibility compares one uint64 key
+    per pixel, (depth bits, triangle index), so ties go to the lower index whatever the visiting
+    order.
 
     Returns -1, or the index of a face with an out-of-range vertex index.
     """
-    nv = fx.shape[0]
     for i in range(height * width):
         key[i] = _NO_KEY
     nf = faces.shape[0]
+    if nf == 0:
+        return -1
+    if _largest_index(faces) >= np.uint64(fx.shape[0]):
+        return _faces_in_range(faces, fx.shape[0])
     wmax = width - 1
     hmax = height - 1
-    cand = np.empty(nf, dtype=np.int32)
-    n = 0
-    bad = False
-    for t in range(nf):
-        i0 = faces[t, 0]
-        i1 = faces[t, 1]
-        i2 = faces[t, 2]
-        bad |= (i0 < 0) | (i0 >= nv) | (i1 < 0) | (i1 >= nv) | (i2 < 0) | (i2 >= nv)
-        i0 = min(max(i0, 0), nv - 1)  # never read outside the arrays, even for a bad face
-        i1 = min(max(i1, 0), nv - 1)
-        i2 = min(max(i2, 0), nv - 1)
-        x0 = fx[i0]
-        x1 = fx[i1]
-        x2 = fx[i2]
-        y0 = fy[i0]
-        y1 = fy[i1]
-        y2 = fy[i2]
-        c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-        c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
-        r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-        r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
-        cand[n] = t
-        n += (c0 <= c1) & (r0 <= r1)
-    if bad:
-        return _faces_in_range(faces, nv)
-    for j in range(n):
-        t = cand[j]
-        i0 = faces[t, 0]
-        i1 = faces[t, 1]
-        i2 = faces[t, 2]
-        x0 = np.int64(fx[i0])
-        x1 = np.int64(fx[i1])
-        x2 = np.int64(fx[i2])
-        y0 = np.int64(fy[i0])
-        y1 = np.int64(fy[i1])
-        y2 = np.int64(fy[i2])
-        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-        if (area == 0) | (cull & (area > 0)):
-            continue
-        s = np.int64(1) if area > 0 else np.int64(-1)
-        c0 = max((min(x0, x1, x2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-        c1 = min(max(x0, x1, x2) >> SUBPIXEL_BITS, wmax)
-        r0 = max((min(y0, y1, y2) + (_ONE - 1)) >> SUBPIXEL_BITS, 0)
-        r1 = min(max(y0, y1, y2) >> SUBPIXEL_BITS, hmax)
-        dx0 = s * (x2 - x1)
-        dy0 = s * (y2 - y1)
-        dx1 = s * (x0 - x2)
-        dy1 = s * (y0 - y2)
-        dx2 = s * (x1 - x0)
-        dy2 = s * (y1 - y0)
-        # top-left rule: on an edge (w == 0) the sample counts when the interior normal (-dy, dx)
-        # points to +x, or to +y; the bias b makes "w - b >= 0" the inside test
-        b0 = np.int64(not ((dy0 < 0) | ((dy0 == 0) & (dx0 > 0))))
-        b1 = np.int64(not ((dy1 < 0) | ((dy1 == 0) & (dx1 > 0))))
-        b2 = np.int64(not ((dy2 < 0) | ((dy2 == 0) & (dx2 > 0))))
-        px = np.int64(c0) << SUBPIXEL_BITS
-        py = np.int64(r0) << SUBPIXEL_BITS
-        w0r = dx0 * (py - y1) - dy0 * (px - x1)
-        w1r = dx1 * (py - y2) - dy1 * (px - x2)
-        w2r = dx2 * (py - y0) - dy2 * (px - x0)
-        sa = s * area
-        ti = np.int32(t)
-        if (c0 == c1) & (r0 == r1):  # the common case on a dense mesh: one pixel centre
-            if ((w0r - b0) | (w1r - b1) | (w2r - b2)) >= 0:
-                z = (np.float64(w0r) * fz[i0] + np.float64(w1r) * fz[i1] + np.float64(w2r) * fz[i2]) / np.float64(sa)
-                _win(key, bary, r0 * width + c0, ti, z, w0r, w1r, w2r, sa)
-            continue
-        inv = 1.0 / np.float64(sa)
-        z0 = np.float64(fz[i0]) * inv
-        z1 = np.float64(fz[i1]) * inv
-        z2 = np.float64(fz[i2]) * inv
-        sx0 = -dy0 << SUBPIXEL_BITS
-        sx1 = -dy1 << SUBPIXEL_BITS
-        sx2 = -dy2 << SUBPIXEL_BITS
-        sy0 = dx0 << SUBPIXEL_BITS
-        sy1 = dx1 << SUBPIXEL_BITS
-        sy2 = dx2 << SUBPIXEL_BITS
-        for r in range(r0, r1 + 1):
-            w0 = w0r
-            w1 = w1r
-            w2 = w2r
-            row = r * width
-            for c in range(c0, c1 + 1):
-                if ((w0 - b0) | (w1 - b1) | (w2 - b2)) >= 0:
-                    z = np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2
-                    _win(key, bary, row + c, ti, z, w0, w1, w2, sa)
-                w0 += sx0
-                w1 += sx1
-                w2 += sx2
-            w0r += sy0
-            w1r += sy1
-            w2r += sy2
+    xs = np.empty(3 * _CHUNK, dtype=np.int32)
+    ys = np.empty(3 * _CHUNK, dtype=np.int32)
+    one_bits = np.empty(_CHUNK // 64, dtype=np.uint64)
+    more_bits = np.empty(_CHUNK // 64, dtype=np.uint64)
+    hits = np.empty(_CHUNK, dtype=np.int64)
+    for start in range(0, nf, _CHUNK):
+        m = min(_CHUNK, nf - start)
+        for j in range(m):
+            for k in range(3):
+                i = np.uint64(faces[start + j, k])  # checked above: unsigned skips wraparound
+                xs[3 * j + k] = fx[i]
+                ys[3 * j + k] = fy[i]
+        n_words = (m + 63) // 64
+        for j in range(3 * m, 3 * 64 * n_words):
+            xs[j] = _NO_HIT
+            ys[j] = _NO_HIT
+        _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits)
+        for h in range(_set_bits(one_bits, n_words, hits)):  # one pixel centre, covered
+            j = hits[h]
+            t = start + j
+            x0 = np.int64(xs[3 * j])
+            x1 = np.int64(xs[3 * j + 1])
+            x2 = np.int64(xs[3 * j + 2])
+            y0 = np.int64(ys[3 * j])
+            y1 = np.int64(ys[3 * j + 1])
+            y2 = np.int64(ys[3 * j + 2])
+            c0, _, r0, _ = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
+            (area, w0, w1, w2, _, _, _, _, _, _) = _edges(
+                x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+            sa = abs(area)
+            z = (np.float64(w0) * fz[np.uint64(faces[t, 0])] + np.float64(w1) * fz[np.uint64(faces[t, 1])]
+                 + np.float64(w2) * fz[np.uint64(faces[t, 2])]) / np.float64(sa)
+            _win(key, bary, r0 * width + c0, t, z, w0, w1, w2, sa)
+        for h in range(_set_bits(more_bits, n_words, hits)):  # bigger boxes
+            j = hits[h]
+            t = start + j
+            x0 = np.int64(xs[3 * j])
+            x1 = np.int64(xs[3 * j + 1])
+            x2 = np.int64(xs[3 * j + 2])
+            y0 = np.int64(ys[3 * j])
+            y1 = np.int64(ys[3 * j + 1])
+            y2 = np.int64(ys[3 * j + 2])
+            c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
+            (area, w0r, w1r, w2r, dx0, dx1, dx2, dy0, dy1, dy2) = _edges(
+                x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+            if (area == 0) | (cull & (area > 0)):
+                continue
+            sa = abs(area)
+            b0 = _top_left_bias(dx0, dy0)
+            b1 = _top_left_bias(dx1, dy1)
+            b2 = _top_left_bias(dx2, dy2)
+            inv = 1.0 / np.float64(sa)
+            z0 = np.float64(fz[np.uint64(faces[t, 0])]) * inv
+            z1 = np.float64(fz[np.uint64(faces[t, 1])]) * inv
+            z2 = np.float64(fz[np.uint64(faces[t, 2])]) * inv
+            sx0 = -dy0 << SUBPIXEL_BITS
+            sx1 = -dy1 << SUBPIXEL_BITS
+            sx2 = -dy2 << SUBPIXEL_BITS
+            sy0 = dx0 << SUBPIXEL_BITS
+            sy1 = dx1 << SUBPIXEL_BITS
+            sy2 = dx2 << SUBPIXEL_BITS
+            for r in range(r0, r1 + 1):
+                w0 = w0r
+                w1 = w1r
+                w2 = w2r
+                row = r * width
+                for c in range(c0, c1 + 1):
+                    if ((w0 - b0) | (w1 - b1) | (w2 - b2)) >= 0:
+                        z = np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2
+                        _win(key, bary, row + c, t, z, w0, w1, w2, sa)
+                    w0 += sx0
+                    w1 += sx1
+                    w2 += sx2
+                w0r += sy0
+                w1r += sy1
+                w2r += sy2
     return -1
 
 
@@ -631,7 +730,7 @@ def _zbuffer_checked(
     if status == 0:
         bary = np.empty((h, w, 3), dtype=np.float32)
         key = np.empty(h * w, dtype=np.uint64)
-        bad = _zbuffer_fixed(fx, fy, fz, faces, h, w, cull, tri.reshape(-1), key, bary.reshape(-1))
+        bad = _zbuffer_fixed(fx, fy, fz, faces, h, w, cull, key, bary.reshape(-1))
         if bad >= 0:
             raise _face_index_error(faces, nv, bad)
         with_uv = uv is not None

@@ -373,3 +373,21 @@ def test_gl_unavailable_names_what_to_install(monkeypatch, square):
     v, f, _ = square
     with pytest.raises(BackendUnavailableError, match="libosmesa6.*PYOPENGL_PLATFORM.*--no-deps"):
         raster_gl.rasterize_gl(v, f, SIZE)
+
+
+def test_face_order_does_not_matter_across_chunks(rng):
+    # Thousands of small triangles (boxes of no, one and several pixel centres) spread over several
+    # chunks of the CPU kernel, the last one partial: drawing them in another order gives the same
+    # image, up to renaming the triangles (distinct depths, so no ties).
+    n = 2 * R._CHUNK + 37
+    centres = rng.uniform([-2, -2], [SIZE[1] + 2, SIZE[0] + 2], (n, 2))
+    xy = np.repeat(centres, 3, 0) + rng.normal(scale=rng.choice([0.3, 0.8, 2.0], (3 * n, 1)), size=(3 * n, 2))
+    v = np.hstack([xy, rng.uniform(0, 1, (3 * n, 1))])
+    f = np.arange(3 * n).reshape(n, 3)
+    order = rng.permutation(n)
+    for cull in (False, True):
+        a = rasterize(v, f, SIZE, cull_backfaces=cull)
+        b = rasterize(v, f[order], SIZE, cull_backfaces=cull)
+        assert a.mask.mean() > 0.5
+        np.testing.assert_array_equal(np.where(b.mask, order[b.triangle], -1), a.triangle)
+        np.testing.assert_array_equal(b.bary, a.bary)
