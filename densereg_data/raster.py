@@ -48,6 +48,7 @@ from typing import Callable
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros  # count trailing zeros (tzcnt)
 
 from densereg_data.errors import ShapeError
 
@@ -186,9 +187,12 @@ def _check_raster_faces(raster: Raster, faces: object) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # The hot path (`_zbuffer_checked`): `_snap` the vertices to fixed point, `_zbuffer_fixed` keeps per
 # pixel the nearest triangle's key and barycentrics (chunks of triangles: gather, vectorized triage
-# `_classify`, then scalar depth tests), `_finish` turns keys into triangle indices and fills U-V and
-# parts. It allocates nothing but its outputs, one key buffer and a few chunk-sized arrays. Far
-# vertices take `_zbuffer_float`, then `_resolve_bary` / `_uv_parts_from_bary` per pixel.
+# `_classify` and coverage `_cover`, scalar depth tests), `_finish` turns keys into triangle indices
+# and fills U-V and parts. The vectorized kernels read only contiguous chunk arrays and keep their
+# stores out of the way (numba cannot tell LLVM that arrays do not alias, and LLVM vectorizes no loop
+# that loads through an index array and stores). The hot path allocates its outputs, a key buffer
+# (none with U-V: the keys use its memory) and a few chunk-sized arrays. Far vertices take
+# `_zbuffer_float`, then `_resolve_bary` / `_uv_parts_from_bary` per pixel.
 
 
 @numba.njit(cache=True, nogil=True)
@@ -323,15 +327,16 @@ _CHUNK = 1024
 _NO_HIT = 1
 
 
-@numba.njit(cache=True, nogil=True)
-def _largest_index(faces):  # pragma: no cover - numba
-    """The largest vertex index in faces, read as unsigned (a negative index is a huge one);
-    vectorized, so checking the faces costs one read of them."""
-    largest = np.uint64(0)
-    for t in range(faces.shape[0]):
-        for k in range(3):
-            largest = max(largest, np.uint64(faces[t, k]))
-    return largest
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cover - numba
+    """uint64 bits 0..3: sample dc = 0..3 of a box row is inside the triangle and the box (dc <
+    n_cols and the row is in the box: in_box), given e_k = w_k - b_k at dc = 0 and the +x steps sx_k
+    of w_k (see `_top_left_bias`). Written out, not looped, so that the loop around it vectorizes."""
+    m0 = in_box & (0 < n_cols) & ((e0 | e1 | e2) >= 0)
+    m1 = in_box & (1 < n_cols) & (((e0 + sx0) | (e1 + sx1) | (e2 + sx2)) >= 0)
+    m2 = in_box & (2 < n_cols) & (((e0 + 2 * sx0) | (e1 + 2 * sx1) | (e2 + 2 * sx2)) >= 0)
+    m3 = in_box & (3 < n_cols) & (((e0 + 3 * sx0) | (e1 + 3 * sx1) | (e2 + 3 * sx2)) >= 0)
+    return np.uint64(m0) | (np.uint64(m1) << np.uint64(1)) | (np.uint64(m2) << np.uint64(2)) | (np.uint64(m3) << np.uint64(3))
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -339,10 +344,9 @@ def _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits):  # pra
     """Vectorized triage of a chunk: bit b of one_bits[i] = triangle 64 i + b of the chunk is drawn
     and covers the single pixel centre in its box; of more_bits[i] = its box holds more than one
     pixel centre. xs, ys: (3 _CHUNK,) int32, the snapped vertices of the chunk's triangles in order.
-    Branch-free and store-free inside a word, so LLVM vectorizes it (AVX2/AVX-512 where present;
-    the loop that gathers through `faces` would not vectorize: it could alias its stores). The tests
-    are the exact int64 ones of the scalar code (`_box`, `_edges`, `_top_left_bias`), so the triage
-    decides exactly what a per-triangle loop would."""
+    Branch-free and store-free inside a word, so LLVM vectorizes it (AVX2/AVX-512 where present).
+    The tests are the exact int64 ones of the scalar code (`_box`, `_edges`, `_top_left_bias`), so
+    the triage decides exactly what a per-triangle loop would."""
     wmax = width - 1
     hmax = height - 1
     for i in range(n_words):
@@ -370,15 +374,58 @@ def _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits):  # pra
         more_bits[i] = more_word
 
 
+#: Flag in `_cover`'s output: the box is larger than 4 x 4 pixel centres.
+_BIG = np.uint64(1 << 16)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _cover(xs, ys, n, height, width, cull, covered):  # pragma: no cover - numba
+    """Vectorized coverage of boxes of up to 4 x 4 pixel centres: covered[j] bit 4 dr + dc = triangle
+    j (vertices xs[3j:3j+3], ys[3j:3j+3], as in `_classify`) is drawn and covers the sample
+    (c0 + dc, r0 + dr) of its box; `_BIG` instead when the box is larger. Branch-free; exact int64
+    edge functions stepped by whole pixels from `_edges` at (c0, r0), as the scalar walk does."""
+    wmax = width - 1
+    hmax = height - 1
+    for j in range(n):
+        x0 = np.int64(xs[3 * j])
+        x1 = np.int64(xs[3 * j + 1])
+        x2 = np.int64(xs[3 * j + 2])
+        y0 = np.int64(ys[3 * j])
+        y1 = np.int64(ys[3 * j + 1])
+        y2 = np.int64(ys[3 * j + 2])
+        c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
+        (area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2) = _edges(
+            x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+        # w_k - b_k at the first sample, and the +x and +y steps of w_k per pixel
+        e0 = w0 - _top_left_bias(dx0, dy0)
+        e1 = w1 - _top_left_bias(dx1, dy1)
+        e2 = w2 - _top_left_bias(dx2, dy2)
+        sx0 = -dy0 << SUBPIXEL_BITS
+        sx1 = -dy1 << SUBPIXEL_BITS
+        sx2 = -dy2 << SUBPIXEL_BITS
+        sy0 = dx0 << SUBPIXEL_BITS
+        sy1 = dx1 << SUBPIXEL_BITS
+        sy2 = dx2 << SUBPIXEL_BITS
+        n_cols = c1 - c0 + 1
+        mask = (_row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, r0 <= r1)
+                | _row_coverage(e0 + sy0, e1 + sy1, e2 + sy2, sx0, sx1, sx2, n_cols, r0 + 1 <= r1) << np.uint64(4)
+                | _row_coverage(e0 + 2 * sy0, e1 + 2 * sy1, e2 + 2 * sy2, sx0, sx1, sx2, n_cols, r0 + 2 <= r1) << np.uint64(8)
+                | _row_coverage(e0 + 3 * sy0, e1 + 3 * sy1, e2 + 3 * sy2, sx0, sx1, sx2, n_cols, r0 + 3 <= r1) << np.uint64(12))
+        drawn = (area != 0) & ~(cull & (area > 0))
+        big = (c1 - c0 >= 4) | (r1 - r0 >= 4)
+        covered[j] = _BIG if big else (mask if drawn else np.uint64(0))
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _set_bits(bits, n_words, out):  # pragma: no cover - numba
-    """Branch-free: the positions of the set bits of bits[:n_words] into out, in order; their count."""
+    """The positions of the set bits of bits[:n_words] into out, in order; their count."""
     n = 0
     for i in range(n_words):
         word = bits[i]
-        for b in range(64):
-            out[n] = 64 * i + b
-            n += np.int64((word >> np.uint64(b)) & np.uint64(1))
+        while word:
+            out[n] = 64 * i + np.int64(trailing_zeros(word))
+            n += 1
+            word &= word - np.uint64(1)
     return n
 
 
@@ -386,40 +433,53 @@ def _set_bits(bits, n_words, out):  # pragma: no cover - numba
 def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma: no cover - numba
     """Integer z-buffer over snapped vertices; key flat (H*W,) uint64, bary flat (H*W*3,) float32.
 
-    The faces are checked first (one vectorized pass). Then, per chunk of `_CHUNK` triangles:
-    (1) gather the snapped (x, y) of their vertices into two small arrays, in face order; (2) the
-    vectorized triage `_classify` finds the triangles that cover the one pixel centre of their box
-    (most of those that cover anything on a dense mesh) and those whose box holds more (about half of
-    a dense mesh's triangles hold none and stop here); (3) from the same arrays, the first kind are
-    depth-tested straight away, the second walked with incremental edge functions. Edge functions
-    are exact in int64 (`_edges`), so the top-left rule is exact and watertight; barycentrics are
-    the edge functions over twice the area at the winning sample. Visibility compares one uint64 key
-    per pixel, (depth bits, triangle index), so ties go to the lower index whatever the visiting
-    order.
+    Per chunk of `_CHUNK` triangles:
+    (1) gather the snapped (x, y) of their vertices into two small arrays, in face order, checking
+        the face indices on the way;
+    (2) `_classify` (vectorized) marks the triangles that cover the one pixel centre of their box
+        (most of those that cover anything, on a dense mesh) and those whose box holds more; the
+        rest (about half of a dense mesh) hold no pixel centre and stop here;
+    (3) the first kind are depth-tested straight away;
+    (4) the second are packed and `_cover` (vectorized) finds which samples of their box they cover,
+        for boxes up to 4 x 4; those samples are depth-tested, and larger boxes walked with
+        incremental edge functions.
+    Every test is the exact int64 arithmetic of `_edges`, so the top-left rule is exact and
+    watertight whichever stage decides it; barycentrics are the edge functions over twice the area
+    at the winning sample. Depth is interpolated as sum_k w_k z_k / area for one-pixel boxes and as
+    sum_k w_k (z_k / area) for larger ones (the float64 rounding each has always had). Visibility
+    compares one uint64 key per pixel, (depth bits, triangle index), so ties go to the lower index
+    whatever the visiting order.
 
     Returns -1, or the index of a face with an out-of-range vertex index.
     """
     for i in range(height * width):
         key[i] = _NO_KEY
     nf = faces.shape[0]
-    if nf == 0:
-        return -1
-    if _largest_index(faces) >= np.uint64(fx.shape[0]):
-        return _faces_in_range(faces, fx.shape[0])
+    if fx.shape[0] == 0:
+        return _faces_in_range(faces, 0)  # any face is bad; -1 when there are none
+    last = np.uint64(fx.shape[0] - 1)
     wmax = width - 1
     hmax = height - 1
     xs = np.empty(3 * _CHUNK, dtype=np.int32)
     ys = np.empty(3 * _CHUNK, dtype=np.int32)
     one_bits = np.empty(_CHUNK // 64, dtype=np.uint64)
     more_bits = np.empty(_CHUNK // 64, dtype=np.uint64)
+    more_xs = np.empty(3 * _CHUNK, dtype=np.int32)
+    more_ys = np.empty(3 * _CHUNK, dtype=np.int32)
+    covered = np.empty(_CHUNK, dtype=np.uint64)
     hits = np.empty(_CHUNK, dtype=np.int64)
     for start in range(0, nf, _CHUNK):
         m = min(_CHUNK, nf - start)
+        largest = np.uint64(0)
         for j in range(m):
             for k in range(3):
-                i = np.uint64(faces[start + j, k])  # checked above: unsigned skips wraparound
+                i = np.uint64(faces[start + j, k])  # as unsigned, a negative index is a huge one
+                largest = max(largest, i)
+                i = min(i, last)  # never read outside the arrays, even for a bad face
                 xs[3 * j + k] = fx[i]
                 ys[3 * j + k] = fy[i]
+        if largest > last:
+            return _faces_in_range(faces, fx.shape[0])
         n_words = (m + 63) // 64
         for j in range(3 * m, 3 * 64 * n_words):
             xs[j] = _NO_HIT
@@ -441,24 +501,28 @@ def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma
             z = (np.float64(w0) * fz[np.uint64(faces[t, 0])] + np.float64(w1) * fz[np.uint64(faces[t, 1])]
                  + np.float64(w2) * fz[np.uint64(faces[t, 2])]) / np.float64(sa)
             _win(key, bary, r0 * width + c0, t, z, w0, w1, w2, sa)
-        for h in range(_set_bits(more_bits, n_words, hits)):  # bigger boxes
+        n_more = _set_bits(more_bits, n_words, hits)
+        for h in range(n_more):  # the bigger boxes' vertices, packed for _cover
             j = hits[h]
-            t = start + j
-            x0 = np.int64(xs[3 * j])
-            x1 = np.int64(xs[3 * j + 1])
-            x2 = np.int64(xs[3 * j + 2])
-            y0 = np.int64(ys[3 * j])
-            y1 = np.int64(ys[3 * j + 1])
-            y2 = np.int64(ys[3 * j + 2])
+            for k in range(3):
+                more_xs[3 * h + k] = xs[3 * j + k]
+                more_ys[3 * h + k] = ys[3 * j + k]
+        _cover(more_xs, more_ys, n_more, height, width, cull, covered)
+        for h in range(n_more):
+            t = start + hits[h]
+            x0 = np.int64(more_xs[3 * h])
+            x1 = np.int64(more_xs[3 * h + 1])
+            x2 = np.int64(more_xs[3 * h + 2])
+            y0 = np.int64(more_ys[3 * h])
+            y1 = np.int64(more_ys[3 * h + 1])
+            y2 = np.int64(more_ys[3 * h + 2])
             c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
             (area, w0r, w1r, w2r, dx0, dx1, dx2, dy0, dy1, dy2) = _edges(
                 x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
-            if (area == 0) | (cull & (area > 0)):
+            mask = covered[h]
+            if (mask == 0) | (area == 0) | (cull & (area > 0)):  # nothing covered, or not drawn
                 continue
             sa = abs(area)
-            b0 = _top_left_bias(dx0, dy0)
-            b1 = _top_left_bias(dx1, dy1)
-            b2 = _top_left_bias(dx2, dy2)
             inv = 1.0 / np.float64(sa)
             z0 = np.float64(fz[np.uint64(faces[t, 0])]) * inv
             z1 = np.float64(fz[np.uint64(faces[t, 1])]) * inv
@@ -469,7 +533,22 @@ def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma
             sy0 = dx0 << SUBPIXEL_BITS
             sy1 = dx1 << SUBPIXEL_BITS
             sy2 = dx2 << SUBPIXEL_BITS
-            for r in range(r0, r1 + 1):
+            if mask != _BIG:  # up to 4 x 4: straight to the covered samples
+                while mask:
+                    q = np.int64(trailing_zeros(mask))
+                    mask &= mask - np.uint64(1)
+                    dc = q & 3
+                    dr = q >> 2
+                    w0 = w0r + dc * sx0 + dr * sy0
+                    w1 = w1r + dc * sx1 + dr * sy1
+                    w2 = w2r + dc * sx2 + dr * sy2
+                    z = np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2
+                    _win(key, bary, (r0 + dr) * width + c0 + dc, t, z, w0, w1, w2, sa)
+                continue
+            b0 = _top_left_bias(dx0, dy0)
+            b1 = _top_left_bias(dx1, dy1)
+            b2 = _top_left_bias(dx2, dy2)
+            for r in range(r0, r1 + 1):  # larger: walk the box
                 w0 = w0r
                 w1 = w1r
                 w2 = w2r
@@ -490,7 +569,8 @@ def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma
 @numba.njit(cache=True, nogil=True)
 def _finish(key, tri, bary, faces, uv, face_parts, uv_img, parts_img, with_uv):  # pragma: no cover
     """Triangle index from the keys, barycentrics zeroed on background; with `with_uv`, also U-V
-    (flat (H*W*2,) float32) and parts (flat (H*W,) uint8) in the same pass."""
+    (flat (H*W*2,) float32) and parts (flat (H*W,) uint8) in the same pass. uv_img may share
+    memory with key: pixel i's key is read before pixel i's U-V is written, and nothing after."""
     for i in range(key.shape[0]):
         k = key[i]
         if k == _NO_KEY:
@@ -729,13 +809,15 @@ def _zbuffer_checked(
         raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(verts)}")
     if status == 0:
         bary = np.empty((h, w, 3), dtype=np.float32)
-        key = np.empty(h * w, dtype=np.uint64)
-        bad = _zbuffer_fixed(fx, fy, fz, faces, h, w, cull, key, bary.reshape(-1))
-        if bad >= 0:
-            raise _face_index_error(faces, nv, bad)
         with_uv = uv is not None
         uv_img = np.empty((h, w, 2) if with_uv else (0, 0, 2), dtype=np.float32)
         parts_img = np.empty((h, w) if with_uv else (0, 0), dtype=np.uint8)
+        # the keys (8 bytes a pixel) live in the U-V image's memory when there is one: `_finish`
+        # reads each pixel's key before it writes that pixel's U-V over it
+        key = uv_img.reshape(-1).view(np.uint64) if with_uv else np.empty(h * w, dtype=np.uint64)
+        bad = _zbuffer_fixed(fx, fy, fz, faces, h, w, cull, key, bary.reshape(-1))
+        if bad >= 0:
+            raise _face_index_error(faces, nv, bad)
         if not with_uv:
             uv, face_parts = np.zeros((0, 2)), np.zeros(0, np.uint8)
         _finish(key, tri.reshape(-1), bary.reshape(-1), faces, uv, face_parts, uv_img.reshape(-1), parts_img.reshape(-1), with_uv)

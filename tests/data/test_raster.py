@@ -391,3 +391,17 @@ def test_face_order_does_not_matter_across_chunks(rng):
         assert a.mask.mean() > 0.5
         np.testing.assert_array_equal(np.where(b.mask, order[b.triangle], -1), a.triangle)
         np.testing.assert_array_equal(b.bary, a.bary)
+
+
+def test_coverage_of_every_box_size_matches_the_float_path(rng):
+    # The CPU kernel decides coverage in stages by box size (one pixel centre, up to 4 x 4, larger);
+    # on the 1/256 grid the float64 path is exact too, so both must cover the same centres.
+    for size in (0.6, 1.5, 3.0, 4.5, 7.0):
+        for _ in range(12):
+            xy = rng.uniform(1, 9, 2) + rng.uniform(-size, size, (3, 2))
+            xy = np.round(xy * 4) / 4 if rng.random() < 0.5 else np.round(xy * 256) / 256
+            v = np.hstack([xy, np.ones((3, 1))])
+            got = rasterize(v, ONE_FACE, SIZE).triangle
+            want = np.empty(SIZE, np.int32)
+            R._zbuffer_float(v, ONE_FACE, *SIZE, False, want, np.empty(SIZE, np.float32))
+            np.testing.assert_array_equal(got, want)
