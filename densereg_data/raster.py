@@ -320,8 +320,8 @@ def _win(key, bary, k, t, z, w0, w1, w2, area):  # pragma: no cover - numba
 
 
 _NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
-#: Triangles per chunk of `_zbuffer_fixed` (a multiple of 64): the chunk's coordinates (24 KiB) stay
-#: in L1 cache from the gather to the candidates' edge functions.
+#: Triangles per chunk of `_zbuffer_fixed` (a multiple of 64): the chunk's packed coordinates (12 KiB
+#: an array) stay in L1 cache from the gather to the scalar depth tests.
 _CHUNK = 1024
 #: A snapped x (or y) whose box holds no pixel centre: pads the last chunk.
 _NO_HIT = 1
@@ -383,7 +383,8 @@ def _cover(xs, ys, n, height, width, cull, covered):  # pragma: no cover - numba
     """Vectorized coverage of boxes of up to 4 x 4 pixel centres: covered[j] bit 4 dr + dc = triangle
     j (vertices xs[3j:3j+3], ys[3j:3j+3], as in `_classify`) is drawn and covers the sample
     (c0 + dc, r0 + dr) of its box; `_BIG` instead when the box is larger. Branch-free; exact int64
-    edge functions stepped by whole pixels from `_edges` at (c0, r0), as the scalar walk does."""
+    edge functions stepped by whole pixels from `_edges` at (c0, r0), as the scalar walk does.
+    (Slots past the box are computed too, and may wrap around in int64; they are masked out.)"""
     wmax = width - 1
     hmax = height - 1
     for j in range(n):
