@@ -48,11 +48,25 @@ from typing import Callable
 
 import numba
 import numpy as np
-from numba.cpython.unsafe.numbers import trailing_zeros  # count trailing zeros (tzcnt)
 
 from densereg_data.errors import ShapeError
 
 logger = logging.getLogger(__name__)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _trailing_zeros_portable(word):  # pragma: no cover - numba
+    """Index of the lowest set bit of a non-zero integer (a loop; the fallback of `trailing_zeros`)."""
+    n = 0
+    while not (word >> n) & 1:
+        n += 1
+    return n
+
+
+try:  # one tzcnt instruction, from numba's internals (not its documented API): keep the fallback
+    from numba.cpython.unsafe.numbers import trailing_zeros
+except ImportError:  # pragma: no cover - a numba that moved it
+    trailing_zeros = _trailing_zeros_portable
 
 __all__ = [
     "BACKENDS",

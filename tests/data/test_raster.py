@@ -405,3 +405,17 @@ def test_coverage_of_every_box_size_matches_the_float_path(rng):
             want = np.empty(SIZE, np.int32)
             R._zbuffer_float(v, ONE_FACE, *SIZE, False, want, np.empty(SIZE, np.float32))
             np.testing.assert_array_equal(got, want)
+
+
+def test_trailing_zeros_fallback_agrees_with_numba():
+    import numba
+
+    from densereg_data.raster import _trailing_zeros_portable, trailing_zeros
+
+    @numba.njit
+    def both(word):
+        return trailing_zeros(word), _trailing_zeros_portable(word)
+
+    for word in [1, 2, 3, 8, 1 << 40, (1 << 63) | (1 << 5)] + [int(w) | 1 << int(b) for w, b in zip(np.random.default_rng(0).integers(0, 1 << 62, 50), np.random.default_rng(1).integers(0, 62, 50))]:
+        a, b = both(np.uint64(word))
+        assert a == b == (word & -word).bit_length() - 1
