@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml Makefile
 	# pyrender pins PyOpenGL 3.1.0, which fails with OSMesa: install it alone, then a PyOpenGL that works
 	$(BIN)/pip install --quiet --no-deps pyrender==0.1.45
 	$(BIN)/pip install --quiet --no-build-isolation -e ".[data,gl,dask,test]"
+	# the fit benchmark's peer (optional: its tests skip without it)
+	-$(BIN)/pip install --quiet eos-py
 	-$(MAKE) --no-print-directory gl
 	touch $(STAMP)
 
@@ -49,7 +51,6 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	-$(BIN)/pip install --quiet eos-py
 	PYOPENGL_PLATFORM=osmesa $(BIN)/python benchmarks/bench_raster.py
 	$(BIN)/python benchmarks/bench_fit.py
 
