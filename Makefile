@@ -42,6 +42,7 @@ gl:
 
 demo: $(STAMP)
 	$(BIN)/densereg-data build --dataset sample --out $(OUT)/sample-shards --overwrite
+	$(BIN)/densereg-data verify $(OUT)/sample-shards
 	$(BIN)/densereg-data info $(OUT)/sample-shards
 	$(BIN)/densereg-data preview $(OUT)/sample-shards --out $(OUT)/sample-preview.png
 	$(BIN)/densereg-data template show --out $(OUT)/template

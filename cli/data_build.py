@@ -89,8 +89,8 @@ def register(group: click.Group) -> None:
         from densereg_data.build import run_build
 
         report = run_build(resolve_build_config(ctx, config_file))
-        click.echo(f"wrote {report.written} samples to {report.out} ({report.skipped} skipped; "
-                   f"{report.images_per_second:.1f} images/s)")
+        speed = f"{report.images_per_second:.1f} images/s" if report.labelled else "every shard was already complete"
+        click.echo(f"wrote {report.written} samples to {report.out} ({report.skipped} skipped; {speed})")
 
     @group.command("info")
     @click.argument("path", type=click.Path())
