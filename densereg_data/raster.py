@@ -613,6 +613,12 @@ def _finish(key, tri, bary, faces, uv, face_parts, uv_img, parts_img, with_uv): 
         parts_img[i] = face_parts[t]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _centre_span(a0, a1, a2, top):  # pragma: no cover - numba
+    """First and last integer (pixel centre) in [min, max] of three coordinates, clipped to [0, top]."""
+    return max(np.ceil(min(a0, a1, a2)), 0.0), min(np.floor(max(a0, a1, a2)), np.float64(top))
+
+
 @numba.njit(cache=True, nogil=True)
 def _zbuffer_float(verts, faces, height, width, cull, tri, depth):  # pragma: no cover - numba
     """Exact float64 fallback for far vertices; tri, depth (H, W). Returns -1 or a bad face index."""
@@ -632,23 +638,13 @@ def _zbuffer_float(verts, faces, height, width, cull, tri, depth):  # pragma: no
         x0 = np.float64(verts[i0, 0])
         x1 = np.float64(verts[i1, 0])
         x2 = np.float64(verts[i2, 0])
-        c0 = np.ceil(min(x0, x1, x2))
-        c1 = np.floor(max(x0, x1, x2))
-        if c0 < 0.0:
-            c0 = 0.0
-        if c1 > wmax:
-            c1 = np.float64(wmax)
+        c0, c1 = _centre_span(x0, x1, x2, wmax)
         if c0 > c1:
             continue
         y0 = np.float64(verts[i0, 1])
         y1 = np.float64(verts[i1, 1])
         y2 = np.float64(verts[i2, 1])
-        r0 = np.ceil(min(y0, y1, y2))
-        r1 = np.floor(max(y0, y1, y2))
-        if r0 < 0.0:
-            r0 = 0.0
-        if r1 > hmax:
-            r1 = np.float64(hmax)
+        r0, r1 = _centre_span(y0, y1, y2, hmax)
         if r0 > r1:
             continue
         area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
