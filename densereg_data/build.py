@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from densereg_data.affine import apply_affine, compose_affine
 from densereg_data.build_exec import EXECUTORS, cpu_count  # noqa: F401  (re-exported registry)
 from densereg_data.datasets import SampleRef, Scan, make_dataset
 from densereg_data.errors import BuildError, DenseRegError, FitError, ImageFileError, LandmarkFileError, ShardFormatError
@@ -197,7 +198,7 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
     image = reduced.image
     reduced_from_image = reduced.reduced_from_image
     if reduced.factor != 1:
-        landmarks = landmarks @ reduced_from_image[:, :2].T + reduced_from_image[:, 2]
+        landmarks = apply_affine(reduced_from_image, landmarks)
     t1 = time.perf_counter()
     times["decode"] = t1 - t0
     try:
@@ -215,9 +216,8 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
     times["fit"] = float(getattr(getattr(labeller, "fitter", None), "last_fit_seconds", 0.0))
     times["crop+render"] = max(t2 - t1 - times["fit"], 0.0)
     crop_from_image = np.asarray(out.crop_from_image, np.float64)
-    if reduced.factor != 1:  # crop_from_image = crop_from_reduced @ reduced_from_image
-        crop_from_image = np.hstack([crop_from_image[:, :2] @ reduced_from_image[:, :2],
-                                     (crop_from_image[:, :2] @ reduced_from_image[:, 2] + crop_from_image[:, 2])[:, None]])
+    if reduced.factor != 1:  # the labeller saw the reduced image: crop_from_image = crop_from_reduced ∘ reduced_from_image
+        crop_from_image = compose_affine(crop_from_image, reduced_from_image)
     nme = float(out.fit_nme)
     if settings.max_fit_nme is not None and not nme <= settings.max_fit_nme:
         return skip("fit_nme", f"fit NME {nme:.4f} > --max-fit-nme {settings.max_fit_nme} for {ref.source}")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from densereg_data.affine import reduction_affine
 from densereg_data.errors import ImageFileError, ShapeError
 
 __all__ = ["IMAGE_SUFFIXES", "ReducedImage", "read_image", "read_image_reduced", "image_size", "write_png"]
@@ -62,9 +63,7 @@ class ReducedImage:
     @property
     def reduced_from_image(self) -> np.ndarray:
         """(2, 3) float64 affine: ``reduced_xy = A @ [x, y, 1]`` for source-image (x, y)."""
-        s = 1.0 / self.factor
-        off = 0.5 * s - 0.5
-        return np.array([[s, 0.0, off], [0.0, s, off]])
+        return reduction_affine(self.factor)
 
 
 def _open(path: Path):

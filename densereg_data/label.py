@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from densereg_data import conventions as cv
+from densereg_data.affine import apply_affine, compose_affine, invert_affine, reduction_affine
 from densereg_data.errors import ImageFileError, ShapeError
 from densereg_data.fit import FitConfig, FitResult, Fitter, default_fitter
 from densereg_data.raster import render_uv_parts
@@ -91,11 +92,6 @@ def crop_from_image(landmarks: np.ndarray, size: int, margin: float = DEFAULT_MA
     return np.array([[a, 0.0, -a * corner[0] - 0.5], [0.0, a, -a * corner[1] - 0.5]])
 
 
-def apply_affine(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Points (n, 2) through a (2, 3) affine -> (n, 2)."""
-    return points @ affine[:, :2].T + affine[:, 2]
-
-
 def warp_crop(image: np.ndarray, crop_from_image_: np.ndarray, size: int) -> np.ndarray:
     """Resample `image` (H, W, 3) uint8 into the (size, size, 3) crop, box-prefiltered when shrinking."""
     from PIL import Image
@@ -108,25 +104,14 @@ def warp_crop(image: np.ndarray, crop_from_image_: np.ndarray, size: int) -> np.
     affine = crop_from_image_
     if factor > 1:  # average factor x factor blocks first: reduced_xy = (xy + 0.5) / factor - 0.5
         pil = pil.reduce(factor)
-        reduced_from_image = np.array([[1 / factor, 0, 0.5 / factor - 0.5], [0, 1 / factor, 0.5 / factor - 0.5]])
-        affine = _compose(crop_from_image_, _invert(reduced_from_image))
-    image_from_crop = _invert(affine)
+        affine = compose_affine(crop_from_image_, invert_affine(reduction_affine(factor)))
+    image_from_crop = invert_affine(affine)
     lin, t = image_from_crop[:, :2], image_from_crop[:, 2]
     # Pillow samples in pixel-edge coordinates: in_edge = M @ out_edge + c
     c = t + 0.5 - lin @ np.array([0.5, 0.5])
     coeffs = (lin[0, 0], lin[0, 1], c[0], lin[1, 0], lin[1, 1], c[1])
     out = pil.transform((size, size), Image.AFFINE, coeffs, resample=Image.BILINEAR)
     return np.asarray(out, dtype=np.uint8)
-
-
-def _invert(affine: np.ndarray) -> np.ndarray:
-    lin_inv = np.linalg.inv(affine[:, :2])
-    return np.hstack([lin_inv, -(lin_inv @ affine[:, 2])[:, None]])
-
-
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """outer ∘ inner for (2, 3) affines."""
-    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
 
 
 class Labeller:

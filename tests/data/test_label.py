@@ -11,7 +11,8 @@ import pytest
 from densereg_cli.data import main
 from densereg_data.fit import default_fitter
 from densereg_data.images import write_png
-from densereg_data.label import Labeller, apply_affine, crop_from_image, warp_crop
+from densereg_data.affine import apply_affine
+from densereg_data.label import Labeller, crop_from_image, warp_crop
 from densereg_data.landmarks import write_pts
 from densereg_data.synthetic import synthetic_face
 
