@@ -342,6 +342,29 @@ _NO_HIT = 1
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _packed_triangle(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
+    """Triangle j packed as xs[3j:3j+3], ys[3j:3j+3] (snapped, int32): its pixel-centre box
+    (c0, c1, r0, r1, clipped to [0, wmax] x [0, hmax]) and `_edges` at the box's first sample (c0, r0)."""
+    x0 = np.int64(xs[3 * j])
+    x1 = np.int64(xs[3 * j + 1])
+    x2 = np.int64(xs[3 * j + 2])
+    y0 = np.int64(ys[3 * j])
+    y1 = np.int64(ys[3 * j + 1])
+    y2 = np.int64(ys[3 * j + 2])
+    c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
+    area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = _edges(
+        x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+    return c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2):  # pragma: no cover - numba
+    """How each edge function w_k changes per whole pixel: (sx0, sx1, sx2) along +x, (sy0, sy1, sy2) along +y."""
+    return (-dy0 << SUBPIXEL_BITS, -dy1 << SUBPIXEL_BITS, -dy2 << SUBPIXEL_BITS,
+            dx0 << SUBPIXEL_BITS, dx1 << SUBPIXEL_BITS, dx2 << SUBPIXEL_BITS)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cover - numba
     """uint64 bits 0..3: sample dc = 0..3 of a box row is inside the triangle and the box (dc <
     n_cols and the row is in the box: in_box), given e_k = w_k - b_k at dc = 0 and the +x steps sx_k
@@ -367,16 +390,8 @@ def _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits):  # pra
         one_word = np.uint64(0)
         more_word = np.uint64(0)
         for b in range(64):
-            j = 3 * (64 * i + b)
-            x0 = np.int64(xs[j])
-            x1 = np.int64(xs[j + 1])
-            x2 = np.int64(xs[j + 2])
-            y0 = np.int64(ys[j])
-            y1 = np.int64(ys[j + 1])
-            y2 = np.int64(ys[j + 2])
-            c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
-            (area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2) = _edges(
-                x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+            c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = _packed_triangle(
+                xs, ys, 64 * i + b, wmax, hmax)
             drawn = (area != 0) & ~(cull & (area > 0))
             inside = ((w0 - _top_left_bias(dx0, dy0)) | (w1 - _top_left_bias(dx1, dy1))
                       | (w2 - _top_left_bias(dx2, dy2))) >= 0
@@ -402,25 +417,12 @@ def _cover(xs, ys, n, height, width, cull, covered):  # pragma: no cover - numba
     wmax = width - 1
     hmax = height - 1
     for j in range(n):
-        x0 = np.int64(xs[3 * j])
-        x1 = np.int64(xs[3 * j + 1])
-        x2 = np.int64(xs[3 * j + 2])
-        y0 = np.int64(ys[3 * j])
-        y1 = np.int64(ys[3 * j + 1])
-        y2 = np.int64(ys[3 * j + 2])
-        c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
-        (area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2) = _edges(
-            x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+        c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = _packed_triangle(xs, ys, j, wmax, hmax)
         # w_k - b_k at the first sample, and the +x and +y steps of w_k per pixel
         e0 = w0 - _top_left_bias(dx0, dy0)
         e1 = w1 - _top_left_bias(dx1, dy1)
         e2 = w2 - _top_left_bias(dx2, dy2)
-        sx0 = -dy0 << SUBPIXEL_BITS
-        sx1 = -dy1 << SUBPIXEL_BITS
-        sx2 = -dy2 << SUBPIXEL_BITS
-        sy0 = dx0 << SUBPIXEL_BITS
-        sy1 = dx1 << SUBPIXEL_BITS
-        sy2 = dx2 << SUBPIXEL_BITS
+        sx0, sx1, sx2, sy0, sy1, sy2 = _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2)
         n_cols = c1 - c0 + 1
         mask = (_row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, r0 <= r1)
                 | _row_coverage(e0 + sy0, e1 + sy1, e2 + sy2, sx0, sx1, sx2, n_cols, r0 + 1 <= r1) << np.uint64(4)
@@ -503,15 +505,7 @@ def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma
         for h in range(_set_bits(one_bits, n_words, hits)):  # one pixel centre, covered
             j = hits[h]
             t = start + j
-            x0 = np.int64(xs[3 * j])
-            x1 = np.int64(xs[3 * j + 1])
-            x2 = np.int64(xs[3 * j + 2])
-            y0 = np.int64(ys[3 * j])
-            y1 = np.int64(ys[3 * j + 1])
-            y2 = np.int64(ys[3 * j + 2])
-            c0, _, r0, _ = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
-            (area, w0, w1, w2, _, _, _, _, _, _) = _edges(
-                x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+            c0, _, r0, _, area, w0, w1, w2, _, _, _, _, _, _ = _packed_triangle(xs, ys, j, wmax, hmax)
             sa = abs(area)
             z = (np.float64(w0) * fz[np.uint64(faces[t, 0])] + np.float64(w1) * fz[np.uint64(faces[t, 1])]
                  + np.float64(w2) * fz[np.uint64(faces[t, 2])]) / np.float64(sa)
@@ -525,15 +519,8 @@ def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma
         _cover(more_xs, more_ys, n_more, height, width, cull, covered)
         for h in range(n_more):
             t = start + hits[h]
-            x0 = np.int64(more_xs[3 * h])
-            x1 = np.int64(more_xs[3 * h + 1])
-            x2 = np.int64(more_xs[3 * h + 2])
-            y0 = np.int64(more_ys[3 * h])
-            y1 = np.int64(more_ys[3 * h + 1])
-            y2 = np.int64(more_ys[3 * h + 2])
-            c0, c1, r0, r1 = _box(x0, x1, x2, y0, y1, y2, wmax, hmax)
-            (area, w0r, w1r, w2r, dx0, dx1, dx2, dy0, dy1, dy2) = _edges(
-                x0, y0, x1, y1, x2, y2, c0 << SUBPIXEL_BITS, r0 << SUBPIXEL_BITS)
+            c0, c1, r0, r1, area, w0r, w1r, w2r, dx0, dx1, dx2, dy0, dy1, dy2 = _packed_triangle(
+                more_xs, more_ys, h, wmax, hmax)
             mask = covered[h]
             if (mask == 0) | (area == 0) | (cull & (area > 0)):  # nothing covered, or not drawn
                 continue
@@ -542,12 +529,7 @@ def _zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma
             z0 = np.float64(fz[np.uint64(faces[t, 0])]) * inv
             z1 = np.float64(fz[np.uint64(faces[t, 1])]) * inv
             z2 = np.float64(fz[np.uint64(faces[t, 2])]) * inv
-            sx0 = -dy0 << SUBPIXEL_BITS
-            sx1 = -dy1 << SUBPIXEL_BITS
-            sx2 = -dy2 << SUBPIXEL_BITS
-            sy0 = dx0 << SUBPIXEL_BITS
-            sy1 = dx1 << SUBPIXEL_BITS
-            sy2 = dx2 << SUBPIXEL_BITS
+            sx0, sx1, sx2, sy0, sy1, sy2 = _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2)
             if mask != _BIG:  # up to 4 x 4: straight to the covered samples
                 while mask:
                     q = np.int64(trailing_zeros(mask))
