@@ -36,11 +36,12 @@ def iuv_image(uv: np.ndarray, parts: np.ndarray) -> np.ndarray:
 
 
 def iso_uv_lines(uv: np.ndarray, parts: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) bool masks of the iso-u and iso-v lines at multiples of 1/k (the bin borders)."""
+    """(H, W) bool masks of the iso-u and iso-v lines: pixels whose bin differs from their right or
+    lower foreground neighbour's (the bin borders at multiples of 1/k)."""
     fg = parts > 0
     lines = []
-    for axis in range(2):
-        b = np.where(fg, np.floor(uv[..., axis].astype(np.float64) * k), -1)
+    for axis in range(2):  # the quantized-regression bins: min(floor(k u), k - 1)
+        b = np.where(fg, np.minimum(np.floor(uv[..., axis].astype(np.float64) * k), k - 1), -1)
         edge = np.zeros_like(fg)
         edge[:, 1:] |= (b[:, 1:] != b[:, :-1]) & fg[:, 1:] & fg[:, :-1]
         edge[1:, :] |= (b[1:, :] != b[:-1, :]) & fg[1:, :] & fg[:-1, :]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from densereg_data.conventions import PART_NAMES
+from densereg_data.draw import iuv_image
 from densereg_data.errors import ShardFormatError
 
 __all__ = ["EXPORTERS", "export_shards", "export_densepose", "read_densepose_export"]
@@ -44,17 +45,6 @@ def export_shards(path: str | os.PathLike, out: str | os.PathLike, *, format: st
     return fn(path, out, **kwargs)
 
 
-def iuv_image(parts: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """(S, S) uint8 parts and (S, S, 2) U-V -> (S, S, 3) uint8 IUV (0 on background)."""
-    fg = parts > 0
-    out = np.zeros((*parts.shape, 3), np.uint8)
-    out[..., 0] = parts
-    q = np.clip(np.rint(uv.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-    out[..., 1] = np.where(fg, q[..., 0], 0)
-    out[..., 2] = np.where(fg, q[..., 1], 0)
-    return out
-
-
 @register_exporter("densepose")
 def export_densepose(path: str | os.PathLike, out: str | os.PathLike, *, split: str | None = None,
                      points: int = 100, seed: int = 0) -> dict:
@@ -72,7 +62,7 @@ def export_densepose(path: str | os.PathLike, out: str | os.PathLike, *, split: 
             size = s["parts"].shape[0]
             name = f"{i:06d}"
             write_png(out / "images" / f"{name}.png", s["image"])
-            write_png(out / "iuv" / f"{name}_IUV.png", iuv_image(s["parts"], s["uv"]))
+            write_png(out / "iuv" / f"{name}_IUV.png", iuv_image(s["uv"], s["parts"]))
             rows, cols = np.nonzero(s["parts"] > 0)
             rng = np.random.default_rng([seed, i])
             pick = np.sort(rng.choice(len(rows), size=min(points, len(rows)), replace=False)) if len(rows) else []

@@ -1,7 +1,7 @@
 """Contact sheets of shard samples: the crop with iso-u / iso-v lines, part colours and landmarks.
 
 Convention: what a tile shows
-    The crop image, with part colours blended at 35 % on the foreground (`PART_COLOURS`, label order),
+    The crop image, with part colours blended at 35 % on the foreground (`draw.PART_COLOURS`, label order),
     white lines where ``floor(K u)`` changes between 4-neighbours (iso-u, K = index["k"]), yellow lines
     where ``floor(K v)`` changes (iso-v), and the 68 landmarks as green dots (the eye corners 36, 45 red).
     A frontal face therefore shows near-vertical white lines and near-horizontal yellow ones, and u grows
@@ -16,27 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from densereg_data.conventions import OUTER_EYE_CORNERS
+from densereg_data.draw import PART_COLOURS, iso_uv_lines
 from densereg_data.errors import ShardFormatError
 
-__all__ = ["PART_COLOURS", "render_tile", "contact_sheet", "write_contact_sheet"]
-
-#: RGB colour of each part label 1..8 (index 0 = background, unused).
-PART_COLOURS = np.array([
-    (0, 0, 0), (230, 25, 75), (245, 130, 48), (60, 180, 75), (0, 130, 200),
-    (145, 30, 180), (240, 50, 230), (128, 0, 0), (70, 240, 240),
-], dtype=np.float64)
-
-
-def _iso_lines(values: np.ndarray, fg: np.ndarray, k: int) -> np.ndarray:
-    """(S, S) bool: pixels where floor(k * values) differs from the right or lower foreground neighbour."""
-    b = np.minimum(np.floor(values * k), k - 1).astype(np.int64)
-    line = np.zeros_like(fg)
-    dx = (b[:, 1:] != b[:, :-1]) & fg[:, 1:] & fg[:, :-1]
-    dy = (b[1:, :] != b[:-1, :]) & fg[1:, :] & fg[:-1, :]
-    line[:, 1:] |= dx
-    line[1:, :] |= dy
-    return line
-
+__all__ = ["render_tile", "contact_sheet", "write_contact_sheet"]
 
 def render_tile(sample: dict, k: int = 10) -> np.ndarray:
     """One sample (a dict as `open_shards` returns) -> (S, S, 3) uint8 annotated tile."""
@@ -46,8 +29,9 @@ def render_tile(sample: dict, k: int = 10) -> np.ndarray:
     fg = parts > 0
     tile = img.copy()
     tile[fg] = 0.65 * img[fg] + 0.35 * PART_COLOURS[np.minimum(parts[fg], 8)]
-    tile[_iso_lines(uv[..., 0], fg, k)] = (255, 255, 255)
-    tile[_iso_lines(uv[..., 1], fg, k)] = (255, 230, 0)
+    iso_u, iso_v = iso_uv_lines(uv, parts, k)
+    tile[iso_u] = (255, 255, 255)
+    tile[iso_v] = (255, 230, 0)
     s = img.shape[0]
     r = max(1, s // 160)
     for i, (x, y) in enumerate(np.asarray(sample["landmarks"], np.float64)):
