@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from densereg_data.errors import FitError
+from densereg_data.label import CropLabels
 
 MODEL_SIZE = 5
-
-
-@dataclass(frozen=True)
-class FakeCropLabels:
-    image: np.ndarray
-    uv: np.ndarray
-    parts: np.ndarray
-    landmarks: np.ndarray
-    crop_from_image: np.ndarray
-    crop_from_template: np.ndarray
-    pose: np.ndarray
-    coefficients: np.ndarray
-    fit_nme: float
 
 
 class FakeLabeller:
@@ -60,8 +47,8 @@ class FakeLabeller:
         m[:2, :2] = np.eye(2) * s
         m[2, 2] = 1.0
         nme = float(np.std(landmarks) / (np.abs(landmarks).max() + 1) / 10)
-        return FakeCropLabels(crop, uv, parts, lm, a, m, np.array([1.0, 2.0, 3.0]),
-                              np.arange(MODEL_SIZE, dtype=np.float64) * nme, nme)
+        return CropLabels(crop, uv, parts, lm, a, m, np.array([1.0, 2.0, 3.0]),
+                          np.arange(MODEL_SIZE, dtype=np.float64) * nme, nme)
 
 
 def fake_labeller() -> FakeLabeller:
