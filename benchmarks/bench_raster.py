@@ -33,13 +33,10 @@ def template_in_pixels(n: int) -> tuple[np.ndarray, np.ndarray]:
     """The template projected orthographically so the face fills ~80 % of an n x n image."""
     import menpo3d.io as m3io
 
+    from densereg_data.template import frontal_in_pixels
+
     m = m3io.import_builtin_asset("template.ply")
-    p, f = m.points, m.trilist
-    c = (p.max(0) + p.min(0)) / 2
-    s = 0.8 * n / (p.max(0) - p.min(0))[:2].max()
-    h = (n - 1) / 2
-    v = np.stack([(p[:, 0] - c[0]) * s + h, -(p[:, 1] - c[1]) * s + h, -p[:, 2] * s], 1)
-    return v, f
+    return frontal_in_pixels(m.points, n, fill=0.8), m.trilist
 
 
 def main(argv: list[str] | None = None) -> int:

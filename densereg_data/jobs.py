@@ -106,7 +106,7 @@ def template_summary(template_id: str = "menpo3d-face") -> dict:
 def show_template(out_dir: Path | None, template_id: str = "menpo3d-face", size: int = 512) -> dict:
     """Template facts; with `out_dir`, also pictures: frontal U-V and parts, and the parts in U-V space."""
     from densereg_data.raster import render_uv_parts
-    from densereg_data.template import load_template
+    from densereg_data.template import frontal_in_pixels, load_template, uv_in_pixels
 
     facts = template_summary(template_id)
     if out_dir is None:
@@ -114,17 +114,13 @@ def show_template(out_dir: Path | None, template_id: str = "menpo3d-face", size:
     t = load_template(template_id)
     out_dir = _prepare_out_dir(out_dir)
     # frontal orthographic view filling the picture
-    lo, hi = t.vertices.min(axis=0), t.vertices.max(axis=0)
-    scale = 0.95 * size / float(max(hi[:2] - lo[:2]))
-    centre = (lo + hi) / 2
-    front = np.c_[(t.vertices[:, 0] - centre[0]) * scale + (size - 1) / 2, -(t.vertices[:, 1] - centre[1]) * scale + (size - 1) / 2, -t.vertices[:, 2] * scale]
+    front = frontal_in_pixels(t.vertices, size, fill=0.95)
     _, uv, parts = render_uv_parts(front, t.faces, t.uv, t.face_parts, (size, size))
     write_png(out_dir / "template_uv.png", overlay(uv_colour(uv, parts), uv, parts, alpha=0.0))
     write_png(out_dir / "template_parts.png", overlay(PART_COLOURS[parts], uv, parts, alpha=0.0))
     # the parts laid out in U-V space (u right, v up), with the landmarks
-    in_uv = np.c_[t.uv[:, 0] * (size - 1), (1 - t.uv[:, 1]) * (size - 1), np.zeros(len(t.uv))]
-    _, uv2, parts2 = render_uv_parts(in_uv, t.faces, t.uv, t.face_parts, (size, size))
-    lm = np.c_[t.landmark_uv[:, 0] * (size - 1), (1 - t.landmark_uv[:, 1]) * (size - 1)]
+    _, uv2, parts2 = render_uv_parts(uv_in_pixels(t.uv, size), t.faces, t.uv, t.face_parts, (size, size))
+    lm = uv_in_pixels(t.landmark_uv, size)[:, :2]
     write_png(out_dir / "uv_parts.png", overlay(PART_COLOURS[parts2], uv2, parts2, landmarks=lm, alpha=0.0))
     (out_dir / "template.json").write_text(json.dumps(facts, indent=2))
     return facts

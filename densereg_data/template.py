@@ -424,6 +424,29 @@ def _contour_candidates(vertices: np.ndarray, landmark_points: np.ndarray, spec:
 
 
 # ----------------------------------------------------------------------------------------------------
+# the template as pictures: frontal view and U-V layout, in image pixels
+
+
+def frontal_in_pixels(vertices: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """(V, 3) float64 (x, y, depth) pixels of a frontal orthographic view of `vertices` (V, 3) in the
+    template frame, centred in a `size` x `size` image, the larger side of the x-y bounding box spanning
+    `fill` * size pixels. Convention: template frame (y up, face looking along +z) -> image (y down,
+    smaller depth nearer), as `densereg_data.raster` expects."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    scale = fill * size / float(max(hi[:2] - lo[:2]))
+    centre = (lo + hi) / 2
+    half = (size - 1) / 2
+    return np.c_[(vertices[:, 0] - centre[0]) * scale + half, -(vertices[:, 1] - centre[1]) * scale + half,
+                 -vertices[:, 2] * scale]
+
+
+def uv_in_pixels(uv: np.ndarray, size: int) -> np.ndarray:
+    """(N, 3) float64 (x, y, depth 0) pixels of U-V points (N, 2) laid out as a `size` x `size` image:
+    u = 0..1 left to right over columns 0..size-1, v = 0..1 bottom to top."""
+    return np.c_[uv[:, 0] * (size - 1), (1.0 - uv[:, 1]) * (size - 1), np.zeros(len(uv))]
+
+
+# ----------------------------------------------------------------------------------------------------
 # facts for consumers of shards (template.h5)
 
 
@@ -441,8 +464,7 @@ def template_facts(grid: int = 256, template_id: str = DEFAULT_TEMPLATE) -> dict
     t = load_template(template_id)
     if grid < 2:
         raise TemplateError(f"grid must be at least 2, got {grid}")
-    in_uv = np.c_[t.uv[:, 0] * (grid - 1), (1.0 - t.uv[:, 1]) * (grid - 1), np.zeros(len(t.uv))]
-    raster = rasterize(in_uv, t.faces, (grid, grid))
+    raster = rasterize(uv_in_pixels(t.uv, grid), t.faces, (grid, grid))
     xyz = interpolate(raster, t.faces, t.vertices).astype(np.float32)
     xyz[~raster.mask] = np.nan
     return {

@@ -308,13 +308,10 @@ def test_raster_record_validated():
 
 def _template_in_pixels(n: int):
     m3io = pytest.importorskip("menpo3d.io")
+    from densereg_data.template import frontal_in_pixels
+
     m = m3io.import_builtin_asset("template.ply")
-    p, f = m.points, m.trilist
-    centre = (p.max(0) + p.min(0)) / 2
-    s = 0.8 * n / (p.max(0) - p.min(0))[:2].max()
-    h = (n - 1) / 2
-    v = np.stack([(p[:, 0] - centre[0]) * s + h, -(p[:, 1] - centre[1]) * s + h, -p[:, 2] * s], 1)
-    return v, f
+    return frontal_in_pixels(m.points, n, fill=0.8), m.trilist
 
 
 def test_template_fixed_and_float_paths_agree():
