@@ -29,15 +29,14 @@ def time_it(fn: Callable[[], Any], runs: int = 20, warmup: int = 3) -> dict[str,
     for _ in range(warmup):
         fn()
     times = []
-    faults = _minor_faults()
+    faults_before = _minor_faults()
     for _ in range(runs):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    faults = (_minor_faults() - faults) / runs
     t = np.asarray(times)
     return {"median_ms": float(np.median(t)), "min_ms": float(t.min()), "max_ms": float(t.max()),
-            "runs": runs, "faults_per_run": float(faults)}
+            "runs": runs, "faults_per_run": (_minor_faults() - faults_before) / runs}
 
 
 def machine() -> str:
