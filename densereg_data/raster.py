@@ -786,6 +786,28 @@ def _face_labels(labels, tri, out):  # pragma: no cover - numba
     return -1
 
 
+# Outputs come from two allocations, not four: (triangle, barycentrics), 16 bytes a pixel, and
+# (U-V, parts), 9 bytes a pixel, which is all the label builder keeps. glibc hands memory freed at the
+# top of its heap back to the OS once it exceeds twice the largest recent allocation: with four arrays
+# (largest: barycentrics, 12 bytes a pixel, of 25) it did so after every call, and each call at
+# 1024 x 1024 then paid ~1,500 page faults (~4 ms) to map the pages again; with two (largest 16 of 25)
+# the memory is reused. BENCHMARKS.md, "Rasterizer", has the measurement.
+
+
+def _raster_arrays(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uninitialised (H, W) int32 triangle and (H, W, 3) float32 barycentric images, one allocation."""
+    block = np.empty(16 * h * w, dtype=np.uint8)
+    bary = block[: 12 * h * w].view(np.float32).reshape(h, w, 3)
+    return block[12 * h * w :].view(np.int32).reshape(h, w), bary
+
+
+def _uv_parts_arrays(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uninitialised (H, W, 2) float32 U-V and (H, W) uint8 parts images, one allocation; the U-V
+    image starts the block, so it is aligned for `_zbuffer_checked`'s uint64 keys."""
+    block = np.empty(9 * h * w, dtype=np.uint8)
+    return block[: 8 * h * w].view(np.float32).reshape(h, w, 2), block[8 * h * w :].reshape(h, w)
+
+
 def _zbuffer_checked(
     verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool, uv=None, face_parts=None
 ):
@@ -793,7 +815,7 @@ def _zbuffer_checked(
     `face_parts`, also the U-V and parts images, made in the same final pass: (raster, uv, parts)."""
     h, w = size
     nv = verts.shape[0]
-    tri = np.empty((h, w), dtype=np.int32)
+    tri, bary = _raster_arrays(h, w)
     fx = np.empty(nv, dtype=np.int32)
     fy = np.empty(nv, dtype=np.int32)
     fz = np.empty(nv, dtype=np.float32)
@@ -801,10 +823,8 @@ def _zbuffer_checked(
     if status == 2:
         raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(verts)}")
     if status == 0:
-        bary = np.empty((h, w, 3), dtype=np.float32)
         with_uv = uv is not None
-        uv_img = np.empty((h, w, 2) if with_uv else (0, 0, 2), dtype=np.float32)
-        parts_img = np.empty((h, w) if with_uv else (0, 0), dtype=np.uint8)
+        uv_img, parts_img = _uv_parts_arrays(h, w) if with_uv else _uv_parts_arrays(0, 0)
         # the keys (8 bytes a pixel) live in the U-V image's memory when there is one: `_finish`
         # reads each pixel's key before it writes that pixel's U-V over it
         key = uv_img.reshape(-1).view(np.uint64) if with_uv else np.empty(h * w, dtype=np.uint64)
@@ -822,11 +842,11 @@ def _zbuffer_checked(
     logger.debug("vertices beyond %g px: using the float64 z-buffer", FIXED_POINT_LIMIT_PX)
     depth = np.empty((h, w), dtype=np.float32)
     _zbuffer_float(verts, faces, h, w, cull, tri, depth)
-    raster = barycentrics_from_triangle(verts, faces, tri)
+    _resolve_bary(verts, faces, tri, bary)
+    raster = Raster(triangle=tri, bary=bary)
     if uv is None:
         return raster
-    uv_img = np.empty((h, w, 2), dtype=np.float32)
-    parts_img = np.empty((h, w), dtype=np.uint8)
+    uv_img, parts_img = _uv_parts_arrays(h, w)
     _uv_parts_from_bary(faces, uv, face_parts, raster.triangle, raster.bary, uv_img, parts_img)
     return raster, uv_img, parts_img
 

@@ -174,6 +174,21 @@ def test_render_uv_parts_equals_composition(square, rng):
     assert uv_img.dtype == np.float32 and parts_img.dtype == np.uint8
 
 
+@pytest.mark.parametrize("far", [False, True], ids=["fixed-point", "float64"])
+def test_render_uv_parts_outputs_in_two_blocks(square, far):
+    """U-V and parts share one allocation, triangle and barycentrics another (see `_raster_arrays`):
+    a caller that keeps only U-V and parts holds 9 bytes a pixel, not 25."""
+    v, f, uv = square
+    if far:
+        v = np.vstack([v, [[1e8, 1e8, 0.0]]])
+        uv = np.vstack([uv, [[0.0, 0.0]]])
+    r, uv_img, parts_img = render_uv_parts(v, f, uv, np.array([2, 7], np.uint8), SIZE)
+    assert np.shares_memory(uv_img.base, parts_img) and np.shares_memory(r.bary.base, r.triangle)
+    assert not np.shares_memory(uv_img.base, r.bary.base)
+    assert uv_img.base.nbytes == 9 * SIZE[0] * SIZE[1] and r.bary.base.nbytes == 16 * SIZE[0] * SIZE[1]
+    assert uv_img.flags.c_contiguous and r.bary.flags.c_contiguous and r.triangle.flags.c_contiguous
+
+
 def test_deterministic(rng):
     v = np.hstack([rng.uniform(-3, 20, (50, 2)), rng.uniform(0, 1, (50, 1))])
     f = rng.integers(0, 50, (80, 3))
