@@ -156,22 +156,24 @@ def _describe(a: object) -> str:
     return type(a).__name__
 
 
+def _check_triples(a: object, kinds: str, dtypes: tuple[type, type], expected: str) -> np.ndarray:
+    """a as a contiguous (N, 3) array of one of `dtypes` (cast to the first when another dtype of
+    `kinds`); ShapeError "{expected}, got ..." otherwise."""
+    x = np.asarray(a)
+    if x.ndim != 2 or x.shape[1] != 3 or x.dtype.kind not in kinds:
+        raise ShapeError(f"{expected}, got {_describe(x)}")
+    if x.dtype not in dtypes:
+        x = x.astype(dtypes[0])
+    return np.ascontiguousarray(x)
+
+
 def _check_vertices(vertices: object) -> np.ndarray:
-    v = np.asarray(vertices)
-    if v.ndim != 2 or v.shape[1] != 3 or v.dtype.kind not in "fiu":
-        raise ShapeError(f"vertices must be (V, 3) float (x, y, depth) pixels, got {_describe(v)}")
-    if v.dtype != np.float64 and v.dtype != np.float32:
-        v = v.astype(np.float64)
-    return np.ascontiguousarray(v)
+    return _check_triples(vertices, "fiu", (np.float64, np.float32),
+                          "vertices must be (V, 3) float (x, y, depth) pixels")
 
 
 def _check_faces(faces: object) -> np.ndarray:
-    f = np.asarray(faces)
-    if f.ndim != 2 or f.shape[1] != 3 or f.dtype.kind not in "iu":
-        raise ShapeError(f"faces must be (F, 3) integer, got {_describe(f)}")
-    if f.dtype != np.int64 and f.dtype != np.int32:
-        f = f.astype(np.int64)
-    return np.ascontiguousarray(f)
+    return _check_triples(faces, "iu", (np.int64, np.int32), "faces must be (F, 3) integer")
 
 
 def _check_size(size: object) -> tuple[int, int]:
