@@ -39,6 +39,17 @@ def template_in_pixels(n: int) -> tuple[np.ndarray, np.ndarray]:
     return frontal_in_pixels(m.points, n, fill=0.8), m.trilist
 
 
+def bench_inputs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`render_uv_parts`'s inputs for the benchmark at n x n: vertices (V, 3) float64 pixels, faces
+    (F, 3) int64, a U-V (V, 2) float64 spanning the projected face, parts (F,) uint8 cycling 1..8."""
+    v, f = template_in_pixels(n)
+    xy = v[:, :2]
+    uv = (xy - xy.min(0)) / (xy.max(0) - xy.min(0))
+    uv[:, 1] = 1 - uv[:, 1]
+    parts = (np.arange(len(f)) % 8 + 1).astype(np.uint8)
+    return np.ascontiguousarray(v), np.ascontiguousarray(f, dtype=np.int64), np.ascontiguousarray(uv), parts
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
@@ -51,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     results: dict[str, float] = {}
     for n in (256, 1024):
-        v, f = template_in_pixels(n)
-        xy = v[:, :2]
-        uv = (xy - xy.min(0)) / (xy.max(0) - xy.min(0))
-        uv[:, 1] = 1 - uv[:, 1]
-        parts = (np.arange(len(f)) % 8 + 1).astype(np.uint8)
+        v, f, uv, parts = bench_inputs(n)
         t = time_it(lambda: render_uv_parts(v, f, uv, parts, (n, n)), runs=args.runs, warmup=3)
         results[f"cpu_{n}_ms"] = t["median_ms"]
         results[f"cpu_{n}_faults"] = t["faults_per_run"]

@@ -1,8 +1,8 @@
 """Page faults of `render_uv_parts` at 1024x1024: its outputs in two allocations (as shipped) or four.
 
 Each variant runs in a fresh Python process (allocator state is per process), calls `render_uv_parts`
-on the template at 1024x1024 `--runs` times after 3 warm-up calls, and reports the median time and
-the minor page faults per call. "four" restores the allocation used before 2026-11-21 (triangle,
+on bench_raster.py's inputs at 1024x1024 `--runs` times after 3 warm-up calls, and reports the median
+time and the minor page faults per call. "four" restores the allocation used before 2026-11-21 (triangle,
 barycentrics, U-V and parts as separate arrays) by replacing `raster._raster_arrays` and
 `raster._uv_parts_arrays`; see the comment above `_raster_arrays` for why the count differs.
 
@@ -30,16 +30,14 @@ def child(variant: str, runs: int) -> None:
     import numpy as np
 
     from _common import time_it
-    from bench_raster import template_in_pixels
+    from bench_raster import bench_inputs
     from densereg_data import raster
 
     warnings.filterwarnings("ignore")
     if variant == "four":
         raster._raster_arrays = lambda h, w: (np.empty((h, w), np.int32), np.empty((h, w, 3), np.float32))
         raster._uv_parts_arrays = lambda h, w: (np.empty((h, w, 2), np.float32), np.empty((h, w), np.uint8))
-    v, f = template_in_pixels(1024)
-    uv = np.ascontiguousarray(v[:, :2] / 1024.0)
-    parts = (np.arange(len(f)) % 8 + 1).astype(np.uint8)
+    v, f, uv, parts = bench_inputs(1024)
     t = time_it(lambda: raster.render_uv_parts(v, f, uv, parts, (1024, 1024)), runs=runs, warmup=3)
     print(json.dumps(t))
 

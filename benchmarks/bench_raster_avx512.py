@@ -3,7 +3,7 @@
 Builds benchmarks/raster_avx512/kernel.c with the system C compiler into a temporary folder, checks
 that its triangle, barycentric, U-V and parts images are bit-identical to `render_uv_parts` on the
 template at 256 and 1024 and on 20 random placements of it, then times both, interleaved, on the
-benchmark mesh of bench_raster.py. Single thread. Exits 0 with a note when there is no C compiler or
+benchmark inputs of bench_raster.py. Single thread. Exits 0 with a note when there is no C compiler or
 no AVX-512 (its outputs would be meaningless there).
 
     .venv/bin/python benchmarks/bench_raster_avx512.py [--runs 30] [--rounds 3]
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 from _common import json_line, machine, markdown_table, time_it  # noqa: E402
-from bench_raster import template_in_pixels  # noqa: E402
+from bench_raster import bench_inputs  # noqa: E402
 
 KERNEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "raster_avx512", "kernel.c")
 FLAGS = ["-O3", "-shared", "-fPIC", "-ffp-contract=off", "-fno-strict-aliasing"]
@@ -77,15 +77,6 @@ def render_c(lib, vertices, faces, uv, face_parts, size, cull=False):
     return tri, bary, uv_img, parts_img
 
 
-def bench_mesh(n: int):
-    v, f = template_in_pixels(n)
-    xy = v[:, :2]
-    uv = (xy - xy.min(0)) / (xy.max(0) - xy.min(0))
-    uv[:, 1] = 1 - uv[:, 1]
-    parts = (np.arange(len(f)) % 8 + 1).astype(np.uint8)
-    return np.ascontiguousarray(v), np.ascontiguousarray(f, dtype=np.int64), np.ascontiguousarray(uv), parts
-
-
 def identical(lib, v, f, uv, parts, size, cull=False) -> bool:
     from densereg_data.raster import render_uv_parts
 
@@ -114,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         checked = 0
         for n in (256, 1024):
-            v, f, uv, parts = bench_mesh(n)
+            v, f, uv, parts = bench_inputs(n)
             cases = [(v, (n, n), False), (v, (n, n), True)]
             for _ in range(10):
                 moved = v.copy()
@@ -128,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 checked += 1
         rows, results = [], {"identical_cases": checked}
         for n in (256, 1024):
-            v, f, uv, parts = bench_mesh(n)
+            v, f, uv, parts = bench_inputs(n)
             med = {"numba": [], "c": []}
             for _ in range(args.rounds):
                 t = time_it(lambda: render_uv_parts(v, f, uv, parts, (n, n)), runs=args.runs, warmup=3)
