@@ -128,6 +128,14 @@ def test_one_point_repeated_raises_fit_error(fitter):
         fitter.fit(np.ones((68, 2)))
 
 
+def test_landmarks_far_beyond_any_image_raise_fit_error(fitter):
+    face = synthetic_face(fitter, np.random.default_rng(5)).landmarks
+    assert fitter.fit(face + 1e6).nme < 0.05  # far outside the image, still a face
+    for far in (face * 1e300, face + 1e12):
+        with pytest.raises(FitError, match="within 1e\\+07 pixels"):
+            fitter.fit(far)
+
+
 def test_wrong_shape_and_nan_raise_shape_error(fitter):
     with pytest.raises(ShapeError, match=r"\(68, 2\), got \(19, 2\)"):
         fitter.fit(np.zeros((19, 2)))

@@ -180,6 +180,15 @@ def test_collinear_landmarks_give_a_clear_error(face, tmp_path, capsys):
     assert "degenerate" in err and "line.pts" in err and len(err.splitlines()) == 1
 
 
+def test_absurd_coordinates_give_a_clear_error(face, tmp_path, capsys):
+    image_path = face[0]
+    write_pts(tmp_path / "far.pts", np.c_[np.linspace(10, 200, 68), np.cos(np.arange(68))] * 1e300)
+    assert main(["label", str(image_path), str(tmp_path / "far.pts"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "far.pts" in err and "pixels of the image origin" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
 def test_template_show_writes_pictures(tmp_path, capsys):
     assert main(["template", "show", "--out", str(tmp_path)]) == 0
     assert '"vertices"' in capsys.readouterr().out
