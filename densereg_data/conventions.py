@@ -47,6 +47,9 @@ import numpy as np
 PTS_ORIGIN = 1.0
 
 N_LANDMARKS = 68
+#: Landmark coordinates farther than this from the image origin (pixels) are refused when read and
+#: when fitted: no image is that large, and near float64's range the fit's sums overflow.
+LANDMARK_LIMIT_PX = 1e7
 
 #: The 8 DenseReg face parts, label = index + 1 (0 is background). Subject's left/right.
 PART_NAMES: tuple[str, ...] = (

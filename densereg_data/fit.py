@@ -42,9 +42,6 @@ from densereg_data.template import Template, load_template
 log = logging.getLogger(__name__)
 
 FLIP_YZ = np.diag([1.0, -1.0, -1.0])  # template frame (y up, z to viewer) -> image frame (y down, depth away)
-#: Landmarks farther than this from the image origin (pixels) are refused: no image is that large,
-#: and near float64's range the fit's sums overflow (a corrupt file, not a face).
-LANDMARK_LIMIT_PX = 1e7
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -314,8 +311,8 @@ def _validate_landmarks(landmarks: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise ShapeError("landmarks contain NaN or infinite values")
     far = float(np.abs(x).max())
-    if far > LANDMARK_LIMIT_PX:
-        raise FitError(f"landmark coordinates must lie within {LANDMARK_LIMIT_PX:g} pixels of the image origin, got {far:g}")
+    if far > cv.LANDMARK_LIMIT_PX:
+        raise FitError(f"landmark coordinates must lie within {cv.LANDMARK_LIMIT_PX:g} pixels of the image origin, got {far:g}")
     centred = x - x.mean(axis=0)
     sv = np.linalg.svd(centred, compute_uv=False)
     if sv[0] <= 1e-9 or sv[1] / sv[0] < 1e-3:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densereg_data.conventions import N_LANDMARKS, PTS_ORIGIN
+from densereg_data.conventions import LANDMARK_LIMIT_PX, N_LANDMARKS, PTS_ORIGIN
 from densereg_data.errors import LandmarkFileError
 
 __all__ = ["Landmarks", "read_landmarks", "read_pts", "write_pts", "read_ljson", "write_ljson", "LANDMARK_SUFFIXES"]
@@ -44,7 +44,7 @@ _ORIGIN = decimal.Decimal(repr(PTS_ORIGIN))
 class Landmarks:
     """A validated landmark set.
 
-    points: (n, 2) float64, (x, y) pixels, 0-based, finite; read-only.
+    points: (n, 2) float64, (x, y) pixels, 0-based, finite, within `LANDMARK_LIMIT_PX`; read-only.
     source: where it came from (a file name, or "" for points made in memory).
     """
 
@@ -61,6 +61,11 @@ class Landmarks:
         bad = ~np.isfinite(pts).all(axis=1)
         if bad.any():
             raise LandmarkFileError(f"landmark {int(np.argmax(bad))} is not finite ({pts[bad][0].tolist()}){where}")
+        far = (np.abs(pts) > LANDMARK_LIMIT_PX).any(axis=1)
+        if far.any():
+            i = int(np.argmax(far))
+            raise LandmarkFileError(
+                f"landmark {i} ({pts[i].tolist()}) is farther than {LANDMARK_LIMIT_PX:g} pixels from the image origin{where}")
         pts.flags.writeable = False
         object.__setattr__(self, "points", pts)
 
@@ -108,6 +113,8 @@ def _parse_number(token: str, path: Path, line_no: int) -> float:
     value = float(_EXACT.subtract(decimal.Decimal(token), _ORIGIN))
     if not math.isfinite(value):
         raise LandmarkFileError(f"{path}:{line_no}: coordinate {token!r} is not finite")
+    if abs(value) > LANDMARK_LIMIT_PX:
+        raise LandmarkFileError(f"{path}:{line_no}: coordinate {token!r} is farther than {LANDMARK_LIMIT_PX:g} pixels from the image origin")
     return value
 
 

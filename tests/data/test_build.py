@@ -139,6 +139,8 @@ def _skips(out):
          r"must be (68, 2), got (19, 2)"),
         (lambda d: (d / "faces" / "face 03.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), "image", "face 03.png"),
         (lambda d: (d / "faces" / "face 03.pts").write_text("{\n" + "5 5\n" * 68 + "}"), "fit", "degenerate landmarks"),
+        (lambda d: (d / "faces" / "face 03.pts").write_text("{\n" + "1e300 2e300\n" * 68 + "}"), "landmarks",
+         "face 03.pts:2: coordinate '1e300' is farther than 1e+07 pixels"),
     ],
 )
 def test_bad_sample_is_skipped_and_recorded(tree, tmp_path, damage, kind, pattern):

@@ -50,7 +50,7 @@ def test_pts_without_header(tmp_path):
     assert read_pts(path).points.shape == (68, 2)
 
 
-@pytest.mark.parametrize("scale", [1.0, 1e3, 1e-7, 1e12])
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e-7, 1e6])
 def test_pts_and_ljson_round_trip_exactly(tmp_path, scale):
     pts = np.random.default_rng(0).normal(size=(68, 2)) * scale
     assert np.array_equal(read_pts(write_pts(tmp_path / "r.pts", pts)).points, pts)
@@ -112,6 +112,9 @@ def test_landmarks_record_validates_and_is_read_only():
     bad[5, 1] = np.inf
     with pytest.raises(LandmarkFileError, match="landmark 5 is not finite"):
         Landmarks(bad, "t.pts")
+    bad[5, 1] = -3e7
+    with pytest.raises(LandmarkFileError, match=r"landmark 5 \(\[0.0, -30000000.0\]\) is farther than 1e\+07 pixels .* in t.pts"):
+        Landmarks(bad, "t.pts")
 
 
 BAD_PTS = {
@@ -120,6 +123,7 @@ BAD_PTS = {
     "word": (_pts_text(_rows(10) + ["12.5 nose"] + _rows(57)), r"bad.pts:14: expected a number, got 'nose'"),
     "nan": (_pts_text(_rows(3) + ["nan 1"] + _rows(64)), r"bad.pts:7: expected a number, got 'nan'"),
     "inf": (_pts_text(_rows(3) + ["1 1e999"] + _rows(64)), r"bad.pts:7: coordinate '1e999' is not finite"),
+    "far": (_pts_text(_rows(3) + ["1 2e7"] + _rows(64)), r"bad.pts:7: coordinate '2e7' is farther than 1e\+07 pixels"),
     "three": (_pts_text(_rows(3) + ["1 2 3"] + _rows(64)), r"bad.pts:7: expected two numbers"),
     "truncated": (_pts_text(_rows())[:-30], r"bad.pts:\d+: file ends before the closing '\}'"),
     "no_open_brace": ("version: 1\nn_points: 68\n" + "\n".join(_rows()) + "\n}", r"bad.pts:3: expected a header line or '\{'"),
@@ -161,6 +165,8 @@ def test_unknown_suffix(tmp_path):
         ('{"version": 2, "landmarks": {"points": [[1, 2]]}}', r"must be \(68, 2\), got \(1, 2\)"),
         ('{"version": 3}', r"without the expected"),
         ("[]", r"expected a JSON object"),
+        ('{"version": 2, "landmarks": {"points": [' + "[1, 2], " * 67 + "[1, 1e300]]}}",
+         r"landmark 67 \(\[1e\+300, 1.0\]\) is farther than 1e\+07 pixels from the image origin in .*bad.ljson"),
     ],
 )
 def test_bad_ljson(tmp_path, text, pattern):
