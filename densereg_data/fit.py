@@ -304,7 +304,10 @@ def fit_landmarks(landmarks: np.ndarray, config: FitConfig = FitConfig()) -> Fit
 # the steps
 
 
-def _validate_landmarks(landmarks: np.ndarray) -> np.ndarray:
+def check_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """landmarks as a (68, 2) float64 array of finite (x, y) pixels within `LANDMARK_LIMIT_PX` of the
+    image origin; ShapeError (shape, NaN/inf) or FitError (too far) otherwise. The boundary check of
+    every entry point that takes landmarks as an array (the fit, `Labeller.label_crop`)."""
     x = np.asarray(landmarks, dtype=np.float64)
     if x.shape != (cv.N_LANDMARKS, 2):
         raise ShapeError(f"landmarks must be (68, 2), got {x.shape}")
@@ -313,6 +316,12 @@ def _validate_landmarks(landmarks: np.ndarray) -> np.ndarray:
     far = float(np.abs(x).max())
     if far > cv.LANDMARK_LIMIT_PX:
         raise FitError(f"landmark coordinates must lie within {cv.LANDMARK_LIMIT_PX:g} pixels of the image origin, got {far:g}")
+    return x
+
+
+def _validate_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """`check_landmarks`, and FitError when the points are degenerate (on one line or one point)."""
+    x = check_landmarks(landmarks)
     centred = x - x.mean(axis=0)
     sv = np.linalg.svd(centred, compute_uv=False)
     if sv[0] <= 1e-9 or sv[1] / sv[0] < 1e-3:

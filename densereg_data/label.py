@@ -22,7 +22,7 @@ import numpy as np
 from densereg_data import conventions as cv
 from densereg_data.affine import apply_affine, compose_affine, invert_affine, reduction_affine
 from densereg_data.errors import ImageFileError, ShapeError
-from densereg_data.fit import FitConfig, FitResult, Fitter, default_fitter
+from densereg_data.fit import FitConfig, FitResult, Fitter, check_landmarks, default_fitter
 from densereg_data.raster import render_uv_parts
 
 log = logging.getLogger(__name__)
@@ -137,9 +137,7 @@ class Labeller:
 
     def label_crop(self, image: np.ndarray, landmarks: np.ndarray, size: int = 256, margin: float = DEFAULT_MARGIN) -> CropLabels:
         """Crop around the landmarks, fit in crop pixels and render the labels at (size, size)."""
-        landmarks = np.asarray(landmarks, dtype=np.float64)
-        if landmarks.shape != (cv.N_LANDMARKS, 2) or not np.all(np.isfinite(landmarks)):
-            raise ShapeError(f"landmarks must be finite (68, 2), got {landmarks.shape}")
+        landmarks = check_landmarks(landmarks)
         affine = crop_from_image(landmarks, size, margin)
         crop_landmarks = apply_affine(affine, landmarks)
         fit = self.fitter.fit(crop_landmarks, self.fit_config)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from densereg_cli.data import main
+from densereg_data.errors import FitError, ShapeError
 from densereg_data.fit import default_fitter
 from densereg_data.images import write_png
 from densereg_data.affine import apply_affine
@@ -66,6 +67,16 @@ def test_label_crop_outputs(labeller, face):
     assert out.fit_nme < 0.05
     # landmarks in crop pixels equal the affine applied to the image landmarks
     assert out.landmarks == pytest.approx(apply_affine(out.crop_from_image, landmarks))
+
+
+def test_label_crop_refuses_bad_landmark_arrays(labeller, face):
+    _, _, image, landmarks = face
+    with pytest.raises(FitError, match="within 1e\\+07 pixels"):  # an OverflowError in the crop before
+        labeller.label_crop(image, landmarks * 1e300)
+    with pytest.raises(ShapeError, match="NaN"):
+        labeller.label_crop(image, np.where(np.arange(68)[:, None] == 3, np.nan, landmarks))
+    with pytest.raises(ShapeError, match=r"\(68, 2\), got \(19, 2\)"):
+        labeller.label_crop(image, landmarks[:19])
 
 
 def test_u_grows_left_to_right_and_v_upward(labeller, face):
