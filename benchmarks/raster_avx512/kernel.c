@@ -8,20 +8,9 @@
 #include <string.h>
 #include <immintrin.h>
 
-#define SUB 8
-#define ONE (1 << SUB)
-#define NO_KEY (~(uint64_t)0)
+#include "common.h"
 
-static inline uint64_t depth_key(double z, int64_t t) {
-    float f = (float)z;
-    uint32_t bits;
-    memcpy(&bits, &f, 4);
-    bits = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
-    return ((uint64_t)bits << 32) | (uint64_t)t;
-}
 
-static inline int64_t imin3(int64_t a, int64_t b, int64_t c) { int64_t m = a < b ? a : b; return m < c ? m : c; }
-static inline int64_t imax3(int64_t a, int64_t b, int64_t c) { int64_t m = a > b ? a : b; return m > c ? m : c; }
 
 static inline void win1(uint64_t *key, float *bary, int64_t k, int64_t t, double z,
                         int64_t w0, int64_t w1, int64_t w2, int64_t area) {
@@ -72,31 +61,16 @@ int64_t zbuffer_avx512(const int32_t *fx, const int32_t *fy, const float *fz, in
     for (int64_t t = 0; t < nf; t++) {
         uint64_t i0 = (uint64_t)faces[3 * t], i1 = (uint64_t)faces[3 * t + 1], i2 = (uint64_t)faces[3 * t + 2];
         if ((i0 >= (uint64_t)nv) | (i1 >= (uint64_t)nv) | (i2 >= (uint64_t)nv)) return t;
-        int64_t x0 = fx[i0], x1 = fx[i1], x2 = fx[i2];
-        int64_t c0 = (imin3(x0, x1, x2) + (ONE - 1)) >> SUB; if (c0 < 0) c0 = 0;
-        int64_t c1 = imax3(x0, x1, x2) >> SUB; if (c1 > wmax) c1 = wmax;
-        if (c0 > c1) continue;
-        int64_t y0 = fy[i0], y1 = fy[i1], y2 = fy[i2];
-        int64_t r0 = (imin3(y0, y1, y2) + (ONE - 1)) >> SUB; if (r0 < 0) r0 = 0;
-        int64_t r1 = imax3(y0, y1, y2) >> SUB; if (r1 > hmax) r1 = hmax;
-        if (r0 > r1) continue;
-        int64_t px = c0 << SUB, py = r0 << SUB;
-        int64_t e0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1);
-        int64_t e1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2);
-        int64_t e2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0);
-        int64_t area = e0 + e1 + e2;
-        if (area == 0 || (cull && area > 0)) continue;
-        int64_t m = area > 0 ? 0 : -1;
-        int64_t w0 = (e0 ^ m) - m, w1 = (e1 ^ m) - m, w2 = (e2 ^ m) - m;
-        int64_t dx0 = ((x2 - x1) ^ m) - m, dx1 = ((x0 - x2) ^ m) - m, dx2 = ((x1 - x0) ^ m) - m;
-        int64_t dy0 = ((y2 - y1) ^ m) - m, dy1 = ((y0 - y2) ^ m) - m, dy2 = ((y1 - y0) ^ m) - m;
-        int64_t b0 = !((dy0 < 0) | ((dy0 == 0) & (dx0 > 0)));
-        int64_t b1 = !((dy1 < 0) | ((dy1 == 0) & (dx1 > 0)));
-        int64_t b2 = !((dy2 < 0) | ((dy2 == 0) & (dx2 > 0)));
-        int64_t sa = area < 0 ? -area : area;
+        int64_t x0 = fx[i0], x1 = fx[i1], x2 = fx[i2], y0 = fy[i0], y1 = fy[i1], y2 = fy[i2];
+        int64_t c0, c1, r0, r1;
+        if (!box(x0, x1, x2, y0, y1, y2, wmax, hmax, &c0, &c1, &r0, &r1)) continue;
+        edges_t e = edges_at(x0, y0, x1, y1, x2, y2, c0 << SUB, r0 << SUB);
+        if (e.area == 0 || (cull && e.area > 0)) continue;
+        int64_t w0 = e.w0, w1 = e.w1, w2 = e.w2, sa = e.sa, b0 = e.b0, b1 = e.b1, b2 = e.b2;
+        int64_t dx0 = e.dx0, dx1 = e.dx1, dx2 = e.dx2, dy0 = e.dy0, dy1 = e.dy1, dy2 = e.dy2;
         double fz0 = fz[i0], fz1 = fz[i1], fz2 = fz[i2];
         if (c0 == c1 && r0 == r1) {
-            if (((w0 - b0) | (w1 - b1) | (w2 - b2)) >= 0) {
+            if (inside(&e)) {
                 double z = ((double)w0 * fz0 + (double)w1 * fz1 + (double)w2 * fz2) / (double)sa;
                 win1(key, bary, r0 * width + c0, t, z, w0, w1, w2, sa);
             }
