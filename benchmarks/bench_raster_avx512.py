@@ -69,11 +69,12 @@ def build(folder: str) -> tuple[ctypes.CDLL, ctypes.CDLL, ctypes.CDLL]:
 def _snapped(vertices: np.ndarray, size: tuple[int, int]):
     """`render_uv_parts`'s own snapping and output allocation."""
     from densereg_data import raster as R
+    from densereg_data import raster_cpu
 
     h, w = size
     nv = vertices.shape[0]
     fx, fy, fz = np.empty(nv, np.int32), np.empty(nv, np.int32), np.empty(nv, np.float32)
-    if R._snap(vertices, fx, fy, fz) != 0:
+    if raster_cpu.snap(vertices, fx, fy, fz) != 0:
         raise ValueError("the prototypes take only finite vertices within FIXED_POINT_LIMIT_PX")
     tri, bary = R._raster_arrays(h, w)
     uv_img, parts_img = R._uv_parts_arrays(h, w)

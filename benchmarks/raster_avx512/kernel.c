@@ -1,5 +1,5 @@
-/* A prototype, not used by densereg: the z-buffer of densereg_data.raster (`_zbuffer_fixed` and
-   `_finish`) in C with AVX-512 intrinsics, kept to measure what the same algorithm gains outside numba.
+/* A prototype, not used by densereg: the z-buffer of densereg_data.raster_cpu (`zbuffer_fixed` and
+   `finish`) in C with AVX-512 intrinsics, kept to measure what the same algorithm gains outside numba.
    Bit-identical to the numba kernel (same fixed-point edge functions, top-left rule, depth keys and
    float64 rounding; build with -ffp-contract=off). benchmarks/bench_raster_avx512.py builds, checks and
    times it; BENCHMARKS.md ("Rasterizer") has the results. Not thread-safe (static fragment buffer). */

@@ -1,5 +1,5 @@
-/* A second prototype, not used by densereg: the z-buffer of densereg_data.raster (`_zbuffer_fixed` +
-   `_finish`) as a tiled (binned) rasterizer in C with AVX-512, to measure whether keeping the depth keys
+/* A second prototype, not used by densereg: the z-buffer of densereg_data.raster_cpu (`zbuffer_fixed` +
+   `finish`) as a tiled (binned) rasterizer in C with AVX-512, to measure whether keeping the depth keys
    in a cache-resident tile reaches the 1024 x 1024 target. Bit-identical to `render_uv_parts`.
    (1) triage: per triangle, the snapped box, the exact area, culling and the one-pixel inside test;
        the survivors become records, counted into TW x TH tiles; (2) binning: each tile's list of
