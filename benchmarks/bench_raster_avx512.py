@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import os
 import shutil
 import subprocess
@@ -111,11 +112,12 @@ def render_tiled(lib, vertices, faces, uv, face_parts, size, cull=False):
     return out
 
 
-def identical(render, lib, v, f, uv, parts, size, cull=False) -> bool:
+def identical(render, v, f, uv, parts, size, cull=False) -> bool:
+    """render(v, f, uv, parts, size, cull) -> (triangle, bary, uv, parts) equals `render_uv_parts`."""
     from densereg_data.raster import render_uv_parts
 
     r, uv_img, parts_img = render_uv_parts(v, f, uv, parts, size, cull_backfaces=cull)
-    got = render(lib, v, f, uv, parts, size, cull)
+    got = render(v, f, uv, parts, size, cull)
     return all(np.array_equal(a, b) for a, b in zip((r.triangle, r.bary, uv_img, parts_img), got))
 
 
@@ -176,15 +178,15 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, subprocess.CalledProcessError) as e:
             print(f"skipped: could not build the prototypes: {e}")
             return 0
+        prototypes = {"c_rows": functools.partial(render_c, row), "c_tiled": functools.partial(render_tiled, tiled)}
         checked = 0
         for v, f, uv, parts, size, cull in cases(rng):
-            for name, render, lib in (("kernel.c", render_c, row), ("tiled.c", render_tiled, tiled)):
-                if not identical(render, lib, v, f, uv, parts, size, cull):
+            for name, render in prototypes.items():
+                if not identical(render, v, f, uv, parts, size, cull):
                     print(f"FAILED: {name} differs from render_uv_parts at {size}, cull={cull}")
                     return 1
             checked += 1
-        kernels = {"numba": lambda *a: render_uv_parts(*a),
-                   "c_rows": lambda *a: render_c(row, *a), "c_tiled": lambda *a: render_tiled(tiled, *a)}
+        kernels = {"numba": render_uv_parts, **prototypes}
         rows, results = [], {"identical_cases": checked}
         stage_rows = []
         for n in (256, 1024):

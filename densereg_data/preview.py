@@ -21,6 +21,7 @@ from densereg_data.errors import ShardFormatError
 
 __all__ = ["render_tile", "contact_sheet", "write_contact_sheet"]
 
+
 def render_tile(sample: dict, k: int = 10) -> np.ndarray:
     """One sample (a dict as `open_shards` returns) -> (S, S, 3) uint8 annotated tile."""
     img = sample["image"].astype(np.float64)

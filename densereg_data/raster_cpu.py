@@ -423,6 +423,12 @@ def finish(key, tri, bary, faces, uv, face_parts, uv_img, parts_img, with_uv):  
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _coords(verts, i0, i1, i2, axis):  # pragma: no cover - numba
+    """Coordinate `axis` (0 x, 1 y, 2 depth) of vertices i0, i1, i2, as float64."""
+    return np.float64(verts[i0, axis]), np.float64(verts[i1, axis]), np.float64(verts[i2, axis])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _centre_span(a0, a1, a2, top):  # pragma: no cover - numba
     """First and last integer (pixel centre) in [min, max] of three coordinates, clipped to [0, top]."""
     return max(np.ceil(min(a0, a1, a2)), 0.0), min(np.floor(max(a0, a1, a2)), np.float64(top))
@@ -444,15 +450,11 @@ def zbuffer_float(verts, faces, height, width, cull, tri, depth):  # pragma: no 
         i2 = faces[t, 2]
         if i0 < 0 or i0 >= nv or i1 < 0 or i1 >= nv or i2 < 0 or i2 >= nv:
             return t
-        x0 = np.float64(verts[i0, 0])
-        x1 = np.float64(verts[i1, 0])
-        x2 = np.float64(verts[i2, 0])
+        x0, x1, x2 = _coords(verts, i0, i1, i2, 0)
         c0, c1 = _centre_span(x0, x1, x2, wmax)
         if c0 > c1:
             continue
-        y0 = np.float64(verts[i0, 1])
-        y1 = np.float64(verts[i1, 1])
-        y2 = np.float64(verts[i2, 1])
+        y0, y1, y2 = _coords(verts, i0, i1, i2, 1)
         r0, r1 = _centre_span(y0, y1, y2, hmax)
         if r0 > r1:
             continue
@@ -463,9 +465,7 @@ def zbuffer_float(verts, faces, height, width, cull, tri, depth):  # pragma: no 
             continue
         s = 1.0 if area > 0.0 else -1.0
         inv = 1.0 / (s * area)
-        z0 = np.float64(verts[i0, 2])
-        z1 = np.float64(verts[i1, 2])
-        z2 = np.float64(verts[i2, 2])
+        z0, z1, z2 = _coords(verts, i0, i1, i2, 2)
         # edge k is opposite vertex k; w_k = s * E(edge k) > 0 inside
         ax0, ay0, dx0, dy0, g0 = _edge(x1, y1, x2, y2)
         ax1, ay1, dx1, dy1, g1 = _edge(x2, y2, x0, y0)
