@@ -248,7 +248,8 @@ def _zbuffer_checked(
     if uv is None:
         return raster
     uv_img, parts_img = _uv_parts_arrays(h, w)
-    _cpu.uv_parts_from_bary(faces, uv, face_parts, raster.triangle, raster.bary, uv_img, parts_img)
+    _cpu.interpolate_into(faces, uv, raster.triangle, raster.bary, uv_img)
+    _cpu.face_labels_into(face_parts, raster.triangle, parts_img)
     return raster, uv_img, parts_img
 
 

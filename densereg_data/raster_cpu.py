@@ -10,9 +10,9 @@ per pixel the nearest triangle's key and barycentrics (chunks of triangles: gath
 `_classify` and coverage `_cover`, scalar depth tests), `finish` turns keys into triangle indices and
 fills U-V and parts. The vectorized kernels read only contiguous chunk arrays and keep their stores out
 of the way (numba cannot tell LLVM that arrays do not alias, and LLVM vectorizes no loop that loads
-through an index array and stores). Far vertices take `zbuffer_float`, then `resolve_bary` /
-`uv_parts_from_bary` per pixel. `interpolate_into` and `face_labels_into` read any per-vertex or
-per-face data through a finished raster.
+through an index array and stores). Far vertices take `zbuffer_float`, then `resolve_bary` per
+pixel. `interpolate_into` and `face_labels_into` read any per-vertex or per-face data through a
+finished raster (U-V and parts on the far-vertex path too).
 """
 
 from __future__ import annotations
@@ -541,29 +541,6 @@ def resolve_bary(verts, faces, tri, bary):  # pragma: no cover - numba
             bary[r, c, 0] = b0
             bary[r, c, 1] = b1
             bary[r, c, 2] = b2
-
-
-@numba.njit(cache=True, nogil=True)
-def uv_parts_from_bary(faces, uv, face_parts, tri, bary, uv_img, parts_img):  # pragma: no cover
-    """Fill uv_img (H, W, 2) float32 and parts_img (H, W) uint8 from tri and bary."""
-    height, width = tri.shape
-    for r in range(height):
-        for c in range(width):
-            t = tri[r, c]
-            if t < 0:
-                uv_img[r, c, 0] = 0.0
-                uv_img[r, c, 1] = 0.0
-                parts_img[r, c] = 0
-                continue
-            i0 = faces[t, 0]
-            i1 = faces[t, 1]
-            i2 = faces[t, 2]
-            b0 = np.float64(bary[r, c, 0])
-            b1 = np.float64(bary[r, c, 1])
-            b2 = np.float64(bary[r, c, 2])
-            uv_img[r, c, 0] = b0 * uv[i0, 0] + b1 * uv[i1, 0] + b2 * uv[i2, 0]
-            uv_img[r, c, 1] = b0 * uv[i0, 1] + b1 * uv[i1, 1] + b2 * uv[i2, 1]
-            parts_img[r, c] = face_parts[t]
 
 
 @numba.njit(cache=True, nogil=True)
