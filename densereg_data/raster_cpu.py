@@ -148,13 +148,12 @@ def _box(x0, x1, x2, y0, y1, y2, wmax, hmax):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _win(key, bary, k, t, z, w0, w1, w2, area):  # pragma: no cover - numba
+def _win(key, bary, k, t, z, w0, w1, w2, inv):  # pragma: no cover - numba
     """Depth test at flat pixel k: keep (z, t) if its key is the smallest so far, with its barycentrics
-    (the exact edge functions over twice the area)."""
+    (the exact edge functions times inv = 1 / twice the area)."""
     new = _depth_key(z, t)
     if new < key[k]:
         key[k] = new
-        inv = 1.0 / np.float64(area)
         bary[3 * k] = np.float32(np.float64(w0) * inv)
         bary[3 * k + 1] = np.float32(np.float64(w1) * inv)
         bary[3 * k + 2] = np.float32(np.float64(w2) * inv)
@@ -192,6 +191,18 @@ def _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _first_sample(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
+    """`_packed_triangle` j, as what the coverage tests need: (drawn-independent) box size n_cols,
+    n_rows, the signed area, e_k = w_k - b_k at the box's first sample (see `_top_left_bias`) and the
+    whole-pixel steps of w_k."""
+    c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = _packed_triangle(xs, ys, j, wmax, hmax)
+    sx0, sx1, sx2, sy0, sy1, sy2 = _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2)
+    return (c1 - c0 + 1, r1 - r0 + 1, area,
+            w0 - _top_left_bias(dx0, dy0), w1 - _top_left_bias(dx1, dy1), w2 - _top_left_bias(dx2, dy2),
+            sx0, sx1, sx2, sy0, sy1, sy2)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cover - numba
     """uint64 bits 0..3: sample dc = 0..3 of a box row is inside the triangle and the box (dc <
     n_cols and the row is in the box: in_box), given e_k = w_k - b_k at dc = 0 and the +x steps sx_k
@@ -203,19 +214,28 @@ def _row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cove
     return np.uint64(m0) | (np.uint64(m1) << np.uint64(1)) | (np.uint64(m2) << np.uint64(2)) | (np.uint64(m3) << np.uint64(3))
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_coverage8(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cover - numba
+    """`_row_coverage` for the samples dc = 0..7 of a row: uint64 bits 0..7."""
+    return (_row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box)
+            | _row_coverage(e0 + 4 * sx0, e1 + 4 * sx1, e2 + 4 * sx2, sx0, sx1, sx2, n_cols - 4, in_box) << np.uint64(4))
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits):  # pragma: no cover - numba
+def _classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bits):  # pragma: no cover - numba
     """Vectorized triage of a chunk: bit b of one_bits[i] = triangle 64 i + b of the chunk is drawn
-    and covers the single pixel centre in its box; of more_bits[i] = its box holds more than one
-    pixel centre. xs, ys: (3 _CHUNK,) int32, the snapped vertices of the chunk's triangles in order.
-    Branch-free and store-free inside a word, so LLVM vectorizes it (AVX2/AVX-512 where present).
-    The tests are the exact int64 ones of the scalar code (`_box`, `_edges`, `_top_left_bias`), so
-    the triage decides exactly what a per-triangle loop would."""
+    and covers the single pixel centre in its box; of small_bits[i] = its box holds more than one
+    pixel centre and fits in 4 x 4; of big_bits[i] = its box is larger. xs, ys: (3 _CHUNK,) int32,
+    the snapped vertices of the chunk's triangles in order. Branch-free and store-free inside a
+    word, so LLVM vectorizes it (AVX2/AVX-512 where present). The tests are the exact int64 ones of
+    the scalar code (`_box`, `_edges`, `_top_left_bias`), so the triage decides exactly what a
+    per-triangle loop would."""
     wmax = width - 1
     hmax = height - 1
     for i in range(n_words):
         one_word = np.uint64(0)
-        more_word = np.uint64(0)
+        small_word = np.uint64(0)
+        big_word = np.uint64(0)
         for b in range(64):
             c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = _packed_triangle(
                 xs, ys, 64 * i + b, wmax, hmax)
@@ -224,40 +244,164 @@ def _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits):  # pra
                       | (w2 - _top_left_bias(dx2, dy2))) >= 0
             one = (c0 == c1) & (r0 == r1)
             more = (c0 <= c1) & (r0 <= r1) & ~one
+            big = (c1 - c0 >= 4) | (r1 - r0 >= 4)
             one_word |= np.uint64(one & drawn & inside) << np.uint64(b)
-            more_word |= np.uint64(more) << np.uint64(b)
+            small_word |= np.uint64(more & ~big) << np.uint64(b)
+            big_word |= np.uint64(more & big) << np.uint64(b)
         one_bits[i] = one_word
-        more_bits[i] = more_word
-
-
-#: Flag in `_cover`'s output: the box is larger than 4 x 4 pixel centres.
-_BIG = np.uint64(1 << 16)
+        small_bits[i] = small_word
+        big_bits[i] = big_word
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _cover(xs, ys, n, height, width, cull, covered):  # pragma: no cover - numba
     """Vectorized coverage of boxes of up to 4 x 4 pixel centres: covered[j] bit 4 dr + dc = triangle
     j (vertices xs[3j:3j+3], ys[3j:3j+3], as in `_classify`) is drawn and covers the sample
-    (c0 + dc, r0 + dr) of its box; `_BIG` instead when the box is larger. Branch-free; exact int64
-    edge functions stepped by whole pixels from `_edges` at (c0, r0), as the scalar walk does.
-    (Slots past the box are computed too, and may wrap around in int64; they are masked out.)"""
+    (c0 + dc, r0 + dr) of its box. Branch-free; exact int64 edge functions stepped by whole pixels
+    from `_edges` at (c0, r0). (Slots past the box are computed too, and may wrap around in int64;
+    they are masked out.)"""
+    wmax = width - 1
+    hmax = height - 1
+    for j in range(n):
+        n_cols, n_rows, area, e0, e1, e2, sx0, sx1, sx2, sy0, sy1, sy2 = _first_sample(xs, ys, j, wmax, hmax)
+        mask = (_row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, 0 < n_rows)
+                | _row_coverage(e0 + sy0, e1 + sy1, e2 + sy2, sx0, sx1, sx2, n_cols, 1 < n_rows) << np.uint64(4)
+                | _row_coverage(e0 + 2 * sy0, e1 + 2 * sy1, e2 + 2 * sy2, sx0, sx1, sx2, n_cols, 2 < n_rows) << np.uint64(8)
+                | _row_coverage(e0 + 3 * sy0, e1 + 3 * sy1, e2 + 3 * sy2, sx0, sx1, sx2, n_cols, 3 < n_rows) << np.uint64(12))
+        drawn = (area != 0) & ~(cull & (area > 0))
+        covered[j] = mask if drawn else np.uint64(0)
+
+
+#: `_cover8`'s mark for a drawn triangle whose box is larger than 8 x 8 (not a coverage mask: such
+#: a box has more than 8 columns or rows, and its last column or row would be beyond bit 63).
+_LARGER = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _cover8(xs, ys, n, height, width, cull, covered):  # pragma: no cover - numba
+    """`_cover` for boxes of up to 8 x 8: covered[j] bit 8 dr + dc; `_LARGER` for a drawn triangle
+    whose box is larger."""
+    wmax = width - 1
+    hmax = height - 1
+    for j in range(n):
+        n_cols, n_rows, area, e0, e1, e2, sx0, sx1, sx2, sy0, sy1, sy2 = _first_sample(xs, ys, j, wmax, hmax)
+        mask = np.uint64(0)
+        for dr in range(8):  # unrolled by LLVM: the loop over j vectorizes
+            mask |= _row_coverage8(e0 + dr * sy0, e1 + dr * sy1, e2 + dr * sy2, sx0, sx1, sx2, n_cols,
+                                   dr < n_rows) << np.uint64(8 * dr)
+        drawn = (area != 0) & ~(cull & (area > 0))
+        larger = (n_cols > 8) | (n_rows > 8)
+        covered[j] = (_LARGER if larger else mask) if drawn else np.uint64(0)
+
+
+# Rows of the per-triangle table `_setup` fills (int64, `_ROW` entries a row): the flat index of the
+# box's first sample, w_k there, the whole-pixel steps of w_k, and the box size.
+_P0, _W0, _W1, _W2, _SX0, _SX1, _SX2, _SY0, _SY1, _SY2, _NCOLS, _NROWS, _AREA = range(13)
+_N_FIELDS = 13
+_ROW = _CHUNK + 4
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _setup(xs, ys, n, height, width, table):  # pragma: no cover - numba
+    """Per-triangle constants of the depth tests, table[field * _ROW + j] (fields `_P0`...`_AREA`),
+    for packed triangles j < n. Vectorized (the rows are at constant distances in one array, so LLVM
+    needs no alias checks between them)."""
     wmax = width - 1
     hmax = height - 1
     for j in range(n):
         c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = _packed_triangle(xs, ys, j, wmax, hmax)
-        # w_k - b_k at the first sample, and the +x and +y steps of w_k per pixel
-        e0 = w0 - _top_left_bias(dx0, dy0)
-        e1 = w1 - _top_left_bias(dx1, dy1)
-        e2 = w2 - _top_left_bias(dx2, dy2)
-        sx0, sx1, sx2, sy0, sy1, sy2 = _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2)
-        n_cols = c1 - c0 + 1
-        mask = (_row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, r0 <= r1)
-                | _row_coverage(e0 + sy0, e1 + sy1, e2 + sy2, sx0, sx1, sx2, n_cols, r0 + 1 <= r1) << np.uint64(4)
-                | _row_coverage(e0 + 2 * sy0, e1 + 2 * sy1, e2 + 2 * sy2, sx0, sx1, sx2, n_cols, r0 + 2 <= r1) << np.uint64(8)
-                | _row_coverage(e0 + 3 * sy0, e1 + 3 * sy1, e2 + 3 * sy2, sx0, sx1, sx2, n_cols, r0 + 3 <= r1) << np.uint64(12))
-        drawn = (area != 0) & ~(cull & (area > 0))
-        big = (c1 - c0 >= 4) | (r1 - r0 >= 4)
-        covered[j] = _BIG if big else (mask if drawn else np.uint64(0))
+        table[_P0 * _ROW + j] = r0 * width + c0
+        table[_W0 * _ROW + j] = w0
+        table[_W1 * _ROW + j] = w1
+        table[_W2 * _ROW + j] = w2
+        table[_SX0 * _ROW + j] = -dy0 << SUBPIXEL_BITS
+        table[_SX1 * _ROW + j] = -dy1 << SUBPIXEL_BITS
+        table[_SX2 * _ROW + j] = -dy2 << SUBPIXEL_BITS
+        table[_SY0 * _ROW + j] = dx0 << SUBPIXEL_BITS
+        table[_SY1 * _ROW + j] = dx1 << SUBPIXEL_BITS
+        table[_SY2 * _ROW + j] = dx2 << SUBPIXEL_BITS
+        table[_NCOLS * _ROW + j] = c1 - c0 + 1
+        table[_NROWS * _ROW + j] = r1 - r0 + 1
+        table[_AREA * _ROW + j] = abs(area)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _depth_planes(zs, table, n, planes):  # pragma: no cover - numba
+    """planes[k * _ROW + j] = z_k / area (k = 0, 1, 2) and planes[3 * _ROW + j] = 1 / area, twice
+    the area being table's `_AREA` (0 gives inf; such a triangle is never drawn)."""
+    for j in range(n):
+        inv = 1.0 / np.float64(table[_AREA * _ROW + j])
+        planes[j] = np.float64(zs[3 * j]) * inv
+        planes[_ROW + j] = np.float64(zs[3 * j + 1]) * inv
+        planes[2 * _ROW + j] = np.float64(zs[3 * j + 2]) * inv
+        planes[3 * _ROW + j] = inv
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _test_sample(key, bary, table, planes, j, t, dc, dr, width):  # pragma: no cover - numba
+    """Depth test of packed triangle j (triangle t) at the sample (c0 + dc, r0 + dr) of its box."""
+    w0 = table[_W0 * _ROW + j] + dc * table[_SX0 * _ROW + j] + dr * table[_SY0 * _ROW + j]
+    w1 = table[_W1 * _ROW + j] + dc * table[_SX1 * _ROW + j] + dr * table[_SY1 * _ROW + j]
+    w2 = table[_W2 * _ROW + j] + dc * table[_SX2 * _ROW + j] + dr * table[_SY2 * _ROW + j]
+    z = np.float64(w0) * planes[j] + np.float64(w1) * planes[_ROW + j] + np.float64(w2) * planes[2 * _ROW + j]
+    _win(key, bary, table[_P0 * _ROW + j] + dr * width + dc, t, z, w0, w1, w2, planes[3 * _ROW + j])
+
+
+@numba.njit(cache=True, nogil=True)
+def _depth_tests_4x4(key, bary, table, planes, covered, tri, n, width):  # pragma: no cover - numba
+    """Depth tests of the covered samples of packed triangles 0..n-1 (n a multiple of 4; triangle
+    indices tri[j]), covered[j] a `_cover` mask. The masks of four triangles make one word, and one
+    loop visits its set bits, so the loop's exit (a mispredicted branch) comes once in four triangles."""
+    for i in range(0, n, 4):
+        word = (covered[i] | (covered[i + 1] << np.uint64(16)) | (covered[i + 2] << np.uint64(32))
+                | (covered[i + 3] << np.uint64(48)))
+        while word:
+            q = np.int64(trailing_zeros(word))
+            word &= word - np.uint64(1)
+            j = i + (q >> 4)
+            _test_sample(key, bary, table, planes, j, tri[j], q & 3, (q >> 2) & 3, width)
+
+
+@numba.njit(cache=True, nogil=True)
+def _depth_tests_8x8(key, bary, table, planes, covered, tri, n, width):  # pragma: no cover - numba
+    """`_depth_tests_4x4` for `_cover8` masks, one triangle a word; `_LARGER` ones are left to
+    `_walk_larger`."""
+    for j in range(n):
+        word = covered[j]
+        if word == _LARGER:
+            continue
+        while word:
+            q = np.int64(trailing_zeros(word))
+            word &= word - np.uint64(1)
+            _test_sample(key, bary, table, planes, j, tri[j], q & 7, q >> 3, width)
+
+
+@numba.njit(cache=True, nogil=True)
+def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: no cover - numba
+    """Depth tests of the packed triangles marked `_LARGER`: each box row in 8-column coverage
+    masks (`_row_coverage8`), then the set bits of each."""
+    for j in range(n):
+        if covered[j] != _LARGER:
+            continue
+        sx0 = table[_SX0 * _ROW + j]
+        sx1 = table[_SX1 * _ROW + j]
+        sx2 = table[_SX2 * _ROW + j]
+        sy0 = table[_SY0 * _ROW + j]
+        sy1 = table[_SY1 * _ROW + j]
+        sy2 = table[_SY2 * _ROW + j]
+        # top-left biases from the steps: sx = -dy << 8, sy = dx << 8 (`_top_left_bias`)
+        e0 = table[_W0 * _ROW + j] - np.int64(not ((sx0 > 0) | ((sx0 == 0) & (sy0 > 0))))
+        e1 = table[_W1 * _ROW + j] - np.int64(not ((sx1 > 0) | ((sx1 == 0) & (sy1 > 0))))
+        e2 = table[_W2 * _ROW + j] - np.int64(not ((sx2 > 0) | ((sx2 == 0) & (sy2 > 0))))
+        n_cols = table[_NCOLS * _ROW + j]
+        for dr in range(table[_NROWS * _ROW + j]):
+            for dc0 in range(0, n_cols, 8):
+                word = _row_coverage8(e0 + dr * sy0 + dc0 * sx0, e1 + dr * sy1 + dc0 * sx1,
+                                      e2 + dr * sy2 + dc0 * sx2, sx0, sx1, sx2, n_cols - dc0, True)
+                while word:
+                    dc = dc0 + np.int64(trailing_zeros(word))
+                    word &= word - np.uint64(1)
+                    _test_sample(key, bary, table, planes, j, tri[j], dc, dr, width)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -274,19 +418,40 @@ def _set_bits(bits, n_words, out):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
+def _pack(bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri, pad_to):  # pragma: no cover - numba
+    """Copy the chunk's triangles whose bit is set (vertices xs, ys, zs; triangle index start + j)
+    into p_xs, p_ys, p_zs, p_tri; pad with empty boxes to a multiple of pad_to. Returns the padded count."""
+    n = _set_bits(bits, n_words, hits)
+    for h in range(n):
+        j = hits[h]
+        for k in range(3):
+            p_xs[3 * h + k] = xs[3 * j + k]
+            p_ys[3 * h + k] = ys[3 * j + k]
+            p_zs[3 * h + k] = zs[3 * j + k]
+        p_tri[h] = start + j
+    n_padded = (n + pad_to - 1) // pad_to * pad_to
+    for h in range(3 * n, 3 * n_padded):
+        p_xs[h] = _NO_HIT
+        p_ys[h] = _NO_HIT
+        p_zs[h] = 0.0
+    return n_padded
+
+
+@numba.njit(cache=True, nogil=True)
 def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma: no cover - numba
     """Integer z-buffer over snapped vertices; key flat (H*W,) uint64, bary flat (H*W*3,) float32.
 
     Per chunk of `_CHUNK` triangles:
-    (1) gather the snapped (x, y) of their vertices into two small arrays, in face order, checking
-        the face indices on the way;
+    (1) gather the snapped (x, y) and depth of their vertices into small arrays, in face order,
+        checking the face indices on the way;
     (2) `_classify` (vectorized) marks the triangles that cover the one pixel centre of their box
-        (most of those that cover anything, on a dense mesh) and those whose box holds more; the
-        rest (about half of a dense mesh) hold no pixel centre and stop here;
+        (most of those that cover anything, on a dense mesh at low resolution), those whose box holds
+        more, up to 4 x 4, and those whose box is larger; the rest hold no pixel centre and stop here;
     (3) the first kind are depth-tested straight away;
-    (4) the second are packed and `_cover` (vectorized) finds which samples of their box they cover,
-        for boxes up to 4 x 4; those samples are depth-tested, and larger boxes walked with
-        incremental edge functions.
+    (4) the second and third are packed (`_pack`), their constants tabled (`_setup`, `_depth_planes`)
+        and their coverage masks made (`_cover` for 4 x 4 boxes, `_cover8` for 8 x 8), all
+        vectorized; `_depth_tests_4x4` and `_depth_tests_8x8` visit the covered samples, and
+        `_walk_larger` the boxes larger than 8 x 8.
     Every test is the exact int64 arithmetic of `_edges`, so the top-left rule is exact and
     watertight whichever stage decides it; barycentrics are the edge functions over twice the area
     at the winning sample. Depth is interpolated as sum_k w_k z_k / area for one-pixel boxes and as
@@ -304,14 +469,21 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
     last = np.uint64(fx.shape[0] - 1)
     wmax = width - 1
     hmax = height - 1
+    n_bits = _CHUNK // 64
     xs = np.empty(3 * _CHUNK, dtype=np.int32)
     ys = np.empty(3 * _CHUNK, dtype=np.int32)
-    one_bits = np.empty(_CHUNK // 64, dtype=np.uint64)
-    more_bits = np.empty(_CHUNK // 64, dtype=np.uint64)
-    more_xs = np.empty(3 * _CHUNK, dtype=np.int32)
-    more_ys = np.empty(3 * _CHUNK, dtype=np.int32)
-    covered = np.empty(_CHUNK, dtype=np.uint64)
+    zs = np.empty(3 * _CHUNK, dtype=np.float32)
+    one_bits = np.empty(n_bits, dtype=np.uint64)
+    small_bits = np.empty(n_bits, dtype=np.uint64)
+    big_bits = np.empty(n_bits, dtype=np.uint64)
     hits = np.empty(_CHUNK, dtype=np.int64)
+    p_xs = np.empty(3 * _ROW, dtype=np.int32)
+    p_ys = np.empty(3 * _ROW, dtype=np.int32)
+    p_zs = np.empty(3 * _ROW, dtype=np.float32)
+    p_tri = np.empty(_ROW, dtype=np.int64)
+    table = np.empty(_N_FIELDS * _ROW, dtype=np.int64)
+    planes = np.empty(4 * _ROW, dtype=np.float64)
+    covered = np.empty(_ROW, dtype=np.uint64)
     for start in range(0, nf, _CHUNK):
         m = min(_CHUNK, nf - start)
         largest = np.uint64(0)
@@ -322,71 +494,32 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
                 i = min(i, last)  # never read outside the arrays, even for a bad face
                 xs[3 * j + k] = fx[i]
                 ys[3 * j + k] = fy[i]
+                zs[3 * j + k] = fz[i]
         if largest > last:
             return faces_in_range(faces, fx.shape[0])
         n_words = (m + 63) // 64
         for j in range(3 * m, 3 * 64 * n_words):
             xs[j] = _NO_HIT
             ys[j] = _NO_HIT
-        _classify(xs, ys, n_words, height, width, cull, one_bits, more_bits)
+        _classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bits)
         for h in range(_set_bits(one_bits, n_words, hits)):  # one pixel centre, covered
             j = hits[h]
-            t = start + j
             c0, _, r0, _, area, w0, w1, w2, _, _, _, _, _, _ = _packed_triangle(xs, ys, j, wmax, hmax)
             sa = abs(area)
-            z = (np.float64(w0) * fz[np.uint64(faces[t, 0])] + np.float64(w1) * fz[np.uint64(faces[t, 1])]
-                 + np.float64(w2) * fz[np.uint64(faces[t, 2])]) / np.float64(sa)
-            _win(key, bary, r0 * width + c0, t, z, w0, w1, w2, sa)
-        n_more = _set_bits(more_bits, n_words, hits)
-        for h in range(n_more):  # the bigger boxes' vertices, packed for _cover
-            j = hits[h]
-            for k in range(3):
-                more_xs[3 * h + k] = xs[3 * j + k]
-                more_ys[3 * h + k] = ys[3 * j + k]
-        _cover(more_xs, more_ys, n_more, height, width, cull, covered)
-        for h in range(n_more):
-            t = start + hits[h]
-            c0, c1, r0, r1, area, w0r, w1r, w2r, dx0, dx1, dx2, dy0, dy1, dy2 = _packed_triangle(
-                more_xs, more_ys, h, wmax, hmax)
-            mask = covered[h]
-            if (mask == 0) | (area == 0) | (cull & (area > 0)):  # nothing covered, or not drawn
-                continue
-            sa = abs(area)
-            inv = 1.0 / np.float64(sa)
-            z0 = np.float64(fz[np.uint64(faces[t, 0])]) * inv
-            z1 = np.float64(fz[np.uint64(faces[t, 1])]) * inv
-            z2 = np.float64(fz[np.uint64(faces[t, 2])]) * inv
-            sx0, sx1, sx2, sy0, sy1, sy2 = _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2)
-            if mask != _BIG:  # up to 4 x 4: straight to the covered samples
-                while mask:
-                    q = np.int64(trailing_zeros(mask))
-                    mask &= mask - np.uint64(1)
-                    dc = q & 3
-                    dr = q >> 2
-                    w0 = w0r + dc * sx0 + dr * sy0
-                    w1 = w1r + dc * sx1 + dr * sy1
-                    w2 = w2r + dc * sx2 + dr * sy2
-                    z = np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2
-                    _win(key, bary, (r0 + dr) * width + c0 + dc, t, z, w0, w1, w2, sa)
-                continue
-            b0 = _top_left_bias(dx0, dy0)
-            b1 = _top_left_bias(dx1, dy1)
-            b2 = _top_left_bias(dx2, dy2)
-            for r in range(r0, r1 + 1):  # larger: walk the box
-                w0 = w0r
-                w1 = w1r
-                w2 = w2r
-                row = r * width
-                for c in range(c0, c1 + 1):
-                    if ((w0 - b0) | (w1 - b1) | (w2 - b2)) >= 0:
-                        z = np.float64(w0) * z0 + np.float64(w1) * z1 + np.float64(w2) * z2
-                        _win(key, bary, row + c, t, z, w0, w1, w2, sa)
-                    w0 += sx0
-                    w1 += sx1
-                    w2 += sx2
-                w0r += sy0
-                w1r += sy1
-                w2r += sy2
+            z = (np.float64(w0) * zs[3 * j] + np.float64(w1) * zs[3 * j + 1]
+                 + np.float64(w2) * zs[3 * j + 2]) / np.float64(sa)
+            _win(key, bary, r0 * width + c0, start + j, z, w0, w1, w2, 1.0 / np.float64(sa))
+        n = _pack(small_bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri, 4)
+        _cover(p_xs, p_ys, n, height, width, cull, covered)
+        _setup(p_xs, p_ys, n, height, width, table)
+        _depth_planes(p_zs, table, n, planes)
+        _depth_tests_4x4(key, bary, table, planes, covered, p_tri, n, width)
+        n = _pack(big_bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri, 1)
+        _cover8(p_xs, p_ys, n, height, width, cull, covered)
+        _setup(p_xs, p_ys, n, height, width, table)
+        _depth_planes(p_zs, table, n, planes)
+        _depth_tests_8x8(key, bary, table, planes, covered, p_tri, n, width)
+        _walk_larger(key, bary, table, planes, covered, p_tri, n, width)
     return -1
 
 

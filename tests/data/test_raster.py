@@ -406,17 +406,20 @@ def test_face_order_does_not_matter_across_chunks(rng):
 
 
 def test_coverage_of_every_box_size_matches_the_float_path(rng):
-    # The CPU kernel decides coverage in stages by box size (one pixel centre, up to 4 x 4, larger);
-    # on the 1/256 grid the float64 path is exact too, so both must cover the same centres.
-    for size in (0.6, 1.5, 3.0, 4.5, 7.0):
-        for _ in range(12):
-            xy = rng.uniform(1, 9, 2) + rng.uniform(-size, size, (3, 2))
-            xy = np.round(xy * 4) / 4 if rng.random() < 0.5 else np.round(xy * 256) / 256
-            v = np.hstack([xy, np.ones((3, 1))])
-            got = rasterize(v, ONE_FACE, SIZE).triangle
-            want = np.empty(SIZE, np.int32)
-            raster_cpu.zbuffer_float(v, ONE_FACE, *SIZE, False, want, np.empty(SIZE, np.float32))
-            np.testing.assert_array_equal(got, want)
+    # The CPU kernel decides coverage in stages by box size (one pixel centre, up to 4 x 4, up to
+    # 8 x 8, larger, and slivers larger in one direction only); on the 1/256 grid the float64 path is
+    # exact too, so both must cover the same centres.
+    size_px = (40, 41)
+    for size in (0.6, 1.5, 3.0, 4.5, 7.0, 12.0, 20.0):
+        for stretch in ((1, 1), (0.2, 1), (1, 0.2)):
+            for _ in range(12):
+                xy = rng.uniform(8, 30, 2) + rng.uniform(-size, size, (3, 2)) * stretch
+                xy = np.round(xy * 4) / 4 if rng.random() < 0.5 else np.round(xy * 256) / 256
+                v = np.hstack([xy, np.ones((3, 1))])
+                got = rasterize(v, ONE_FACE, size_px).triangle
+                want = np.empty(size_px, np.int32)
+                raster_cpu.zbuffer_float(v, ONE_FACE, *size_px, False, want, np.empty(size_px, np.float32))
+                np.testing.assert_array_equal(got, want)
 
 
 def test_trailing_zeros_fallback_agrees_with_numba():
