@@ -50,7 +50,7 @@ import numpy as np
 
 from densereg_data import raster_cpu as _cpu
 from densereg_data.errors import ShapeError
-from densereg_data.raster_cpu import FIXED_POINT_LIMIT_PX, SUBPIXEL_BITS
+from densereg_data.raster_coverage import FIXED_POINT_LIMIT_PX, SUBPIXEL_BITS
 
 logger = logging.getLogger(__name__)
 

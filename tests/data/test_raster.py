@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from densereg_data import raster_cpu
+from densereg_data import raster_coverage, raster_cpu
 from densereg_data.errors import BackendUnavailableError, ShapeError
 from densereg_data.raster import Raster, face_labels, interpolate, rasterize, render_uv_parts
 
@@ -391,7 +391,7 @@ def test_face_order_does_not_matter_across_chunks(rng):
     # Thousands of small triangles (boxes of no, one and several pixel centres) spread over several
     # chunks of the CPU kernel, the last one partial: drawing them in another order gives the same
     # image, up to renaming the triangles (distinct depths, so no ties).
-    n = 2 * raster_cpu._CHUNK + 37
+    n = 2 * raster_coverage.CHUNK + 37
     centres = rng.uniform([-2, -2], [SIZE[1] + 2, SIZE[0] + 2], (n, 2))
     xy = np.repeat(centres, 3, 0) + rng.normal(scale=rng.choice([0.3, 0.8, 2.0], (3 * n, 1)), size=(3 * n, 2))
     v = np.hstack([xy, rng.uniform(0, 1, (3 * n, 1))])
@@ -425,7 +425,7 @@ def test_coverage_of_every_box_size_matches_the_float_path(rng):
 def test_trailing_zeros_fallback_agrees_with_numba():
     import numba
 
-    from densereg_data.raster_cpu import _trailing_zeros_portable, trailing_zeros
+    from densereg_data.raster_coverage import _trailing_zeros_portable, trailing_zeros
 
     @numba.njit
     def both(word):
