@@ -140,24 +140,11 @@ def _test_sample(key, bary, table, planes, j, t, dc, dr, width):  # pragma: no c
 
 
 @numba.njit(cache=True, nogil=True)
-def _depth_tests_4x4(key, bary, table, planes, covered, tri, n, width):  # pragma: no cover - numba
-    """Depth tests of the covered samples of packed triangles 0..n-1 (n a multiple of 4; triangle
-    indices tri[j]), covered[j] a `cover4x4` mask. The masks of four triangles make one word, and one
-    loop visits its set bits, so the loop's exit (a mispredicted branch) comes once in four triangles."""
-    for i in range(0, n, 4):
-        word = (covered[i] | (covered[i + 1] << np.uint64(16)) | (covered[i + 2] << np.uint64(32))
-                | (covered[i + 3] << np.uint64(48)))
-        while word:
-            q = np.int64(trailing_zeros(word))
-            word &= word - np.uint64(1)
-            j = i + (q >> 4)
-            _test_sample(key, bary, table, planes, j, tri[j], q & 3, (q >> 2) & 3, width)
-
-
-@numba.njit(cache=True, nogil=True)
-def _depth_tests_8x8(key, bary, table, planes, covered, tri, n, width):  # pragma: no cover - numba
-    """`_depth_tests_4x4` for `cover8x8` masks, one triangle a word; `LARGER` ones are left to
-    `_walk_larger`."""
+def _depth_tests(key, bary, table, planes, covered, tri, n, width, side_bits):  # pragma: no cover - numba
+    """Depth tests of the covered samples of packed triangles 0..n-1 (triangle indices tri[j]):
+    covered[j] is a mask of a box of 2^side_bits x 2^side_bits samples, bit (dr << side_bits) + dc
+    (`cover4x4`: 2, `cover8x8`: 3); `LARGER` entries are left to `_walk_larger`."""
+    col_mask = (1 << side_bits) - 1
     for j in range(n):
         word = covered[j]
         if word == LARGER:
@@ -165,7 +152,7 @@ def _depth_tests_8x8(key, bary, table, planes, covered, tri, n, width):  # pragm
         while word:
             q = np.int64(trailing_zeros(word))
             word &= word - np.uint64(1)
-            _test_sample(key, bary, table, planes, j, tri[j], q & 7, q >> 3, width)
+            _test_sample(key, bary, table, planes, j, tri[j], q & col_mask, q >> side_bits, width)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -209,8 +196,8 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
     (3) the first kind are depth-tested straight away;
     (4) the second and third are packed (`pack`), their constants tabled (`setup_table`, `depth_planes`)
         and their coverage masks made (`cover4x4` for 4 x 4 boxes, `cover8x8` for 8 x 8), all
-        vectorized; `_depth_tests_4x4` and `_depth_tests_8x8` visit the covered samples, and
-        `_walk_larger` the boxes larger than 8 x 8.
+        vectorized; `_depth_tests` visits the covered samples, and `_walk_larger` the boxes
+        larger than 8 x 8.
     Every test is the exact int64 arithmetic of `raster_coverage._edges`, so the top-left rule is exact and
     watertight whichever stage decides it; barycentrics are the edge functions over twice the area
     at the winning sample. Depth is interpolated as sum_k w_k z_k / area for one-pixel boxes and as
@@ -272,12 +259,12 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
         cover4x4(p_xs, p_ys, n, height, width, cull, covered)
         setup_table(p_xs, p_ys, n, height, width, table)
         depth_planes(p_zs, table, n, planes)
-        _depth_tests_4x4(key, bary, table, planes, covered, p_tri, n, width)
+        _depth_tests(key, bary, table, planes, covered, p_tri, n, width, 2)
         n = pack(big_bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri, 1)
         cover8x8(p_xs, p_ys, n, height, width, cull, covered)
         setup_table(p_xs, p_ys, n, height, width, table)
         depth_planes(p_zs, table, n, planes)
-        _depth_tests_8x8(key, bary, table, planes, covered, p_tri, n, width)
+        _depth_tests(key, bary, table, planes, covered, p_tri, n, width, 3)
         _walk_larger(key, bary, table, planes, covered, p_tri, n, width)
     return -1
 
