@@ -157,8 +157,8 @@ def _depth_tests(key, bary, table, planes, covered, tri, n, width, side_bits):  
 
 @numba.njit(cache=True, nogil=True)
 def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: no cover - numba
-    """Depth tests of the packed triangles marked `LARGER`: each box row in 8-column coverage
-    masks (`row_coverage8`), then the set bits of each."""
+    """Depth tests of the packed triangles marked `LARGER`: the box in blocks of 8 x 8 samples, a
+    coverage mask for each block (eight `row_coverage8`), then the set bits of each."""
     for j in range(n):
         if covered[j] != LARGER:
             continue
@@ -173,14 +173,20 @@ def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: n
         e1 = table[W1 * ROW + j] - np.int64(not ((sx1 > 0) | ((sx1 == 0) & (sy1 > 0))))
         e2 = table[W2 * ROW + j] - np.int64(not ((sx2 > 0) | ((sx2 == 0) & (sy2 > 0))))
         n_cols = table[NCOLS * ROW + j]
-        for dr in range(table[NROWS * ROW + j]):
+        n_rows = table[NROWS * ROW + j]
+        for dr0 in range(0, n_rows, 8):  # 8 x 8 blocks: one loop exit a block, not a row
             for dc0 in range(0, n_cols, 8):
-                word = row_coverage8(e0 + dr * sy0 + dc0 * sx0, e1 + dr * sy1 + dc0 * sx1,
-                                      e2 + dr * sy2 + dc0 * sx2, sx0, sx1, sx2, n_cols - dc0, True)
+                b0 = e0 + dr0 * sy0 + dc0 * sx0
+                b1 = e1 + dr0 * sy1 + dc0 * sx1
+                b2 = e2 + dr0 * sy2 + dc0 * sx2
+                word = np.uint64(0)
+                for r in range(8):
+                    word |= row_coverage8(b0 + r * sy0, b1 + r * sy1, b2 + r * sy2, sx0, sx1, sx2, n_cols - dc0,
+                                          dr0 + r < n_rows) << np.uint64(8 * r)
                 while word:
-                    dc = dc0 + np.int64(trailing_zeros(word))
+                    q = np.int64(trailing_zeros(word))
                     word &= word - np.uint64(1)
-                    _test_sample(key, bary, table, planes, j, tri[j], dc, dr, width)
+                    _test_sample(key, bary, table, planes, j, tri[j], dc0 + (q & 7), dr0 + (q >> 3), width)
 
 
 @numba.njit(cache=True, nogil=True)
