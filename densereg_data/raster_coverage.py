@@ -224,7 +224,7 @@ def cover8x8(xs, ys, n, height, width, cull, covered):  # pragma: no cover - num
 # box's first sample, w_k there, the whole-pixel steps of w_k, and the box size.
 P0, W0, W1, W2, SX0, SX1, SX2, SY0, SY1, SY2, NCOLS, NROWS, AREA = range(13)
 N_FIELDS = 13
-ROW = CHUNK + 4
+ROW = CHUNK
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -277,9 +277,9 @@ def set_bits(bits, n_words, out):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def pack(bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri, pad_to):  # pragma: no cover - numba
+def pack(bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri):  # pragma: no cover - numba
     """Copy the chunk's triangles whose bit is set (vertices xs, ys, zs; triangle index start + j)
-    into p_xs, p_ys, p_zs, p_tri; pad with empty boxes to a multiple of pad_to. Returns the padded count."""
+    into p_xs, p_ys, p_zs, p_tri. Returns their count."""
     n = set_bits(bits, n_words, hits)
     for h in range(n):
         j = hits[h]
@@ -288,9 +288,4 @@ def pack(bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri, pad_to
             p_ys[3 * h + k] = ys[3 * j + k]
             p_zs[3 * h + k] = zs[3 * j + k]
         p_tri[h] = start + j
-    n_padded = (n + pad_to - 1) // pad_to * pad_to
-    for h in range(3 * n, 3 * n_padded):
-        p_xs[h] = NO_HIT
-        p_ys[h] = NO_HIT
-        p_zs[h] = 0.0
-    return n_padded
+    return n
