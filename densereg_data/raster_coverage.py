@@ -1,7 +1,7 @@
 """Fixed-point triangle coverage for the CPU z-buffer (`raster_cpu.zbuffer_fixed`).
 
 Vertices snapped to 1/256 pixel (`SUBPIXEL_BITS`) give exact int64 edge functions (`_edges`), so the
-top-left fill rule (`_top_left_bias`) is exact and shared edges are watertight. A chunk of `CHUNK`
+top-left fill rule (`top_left_bias`) is exact and shared edges are watertight. A chunk of `CHUNK`
 triangles, their snapped vertices gathered into small contiguous arrays, goes through:
 - `classify`: which triangles cover the one pixel centre of their box, which boxes hold up to 4 x 4
   pixel centres, which more;
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _trailing_zeros_portable(word):  # pragma: no cover - numba
@@ -68,7 +69,7 @@ def _edges(x0, y0, x1, y1, x2, y2, px, py):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _top_left_bias(dx, dy):  # pragma: no cover - numba
+def top_left_bias(dx, dy):  # pragma: no cover - numba
     """Top-left rule: on an edge (w == 0) a sample counts when the interior normal (-dy, dx) points
     to +x, or to +y; this bias b makes "w - b >= 0" the inside test."""
     return np.int64(not ((dy < 0) | ((dy == 0) & (dx > 0))))
@@ -119,12 +120,12 @@ def _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2):  # pragma: no cover - numba
 @numba.njit(cache=True, nogil=True, inline="always")
 def _first_sample(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
     """`packed_triangle` j, as what the coverage tests need: (drawn-independent) box size n_cols,
-    n_rows, the signed area, e_k = w_k - b_k at the box's first sample (see `_top_left_bias`) and the
+    n_rows, the signed area, e_k = w_k - b_k at the box's first sample (see `top_left_bias`) and the
     whole-pixel steps of w_k."""
     c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = packed_triangle(xs, ys, j, wmax, hmax)
     sx0, sx1, sx2, sy0, sy1, sy2 = _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2)
     return (c1 - c0 + 1, r1 - r0 + 1, area,
-            w0 - _top_left_bias(dx0, dy0), w1 - _top_left_bias(dx1, dy1), w2 - _top_left_bias(dx2, dy2),
+            w0 - top_left_bias(dx0, dy0), w1 - top_left_bias(dx1, dy1), w2 - top_left_bias(dx2, dy2),
             sx0, sx1, sx2, sy0, sy1, sy2)
 
 
@@ -132,7 +133,7 @@ def _first_sample(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
 def _row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cover - numba
     """uint64 bits 0..3: sample dc = 0..3 of a box row is inside the triangle and the box (dc <
     n_cols and the row is in the box: in_box), given e_k = w_k - b_k at dc = 0 and the +x steps sx_k
-    of w_k (see `_top_left_bias`). Written out, not looped, so that the loop around it vectorizes."""
+    of w_k (see `top_left_bias`). Written out, not looped, so that the loop around it vectorizes."""
     m0 = in_box & (0 < n_cols) & ((e0 | e1 | e2) >= 0)
     m1 = in_box & (1 < n_cols) & (((e0 + sx0) | (e1 + sx1) | (e2 + sx2)) >= 0)
     m2 = in_box & (2 < n_cols) & (((e0 + 2 * sx0) | (e1 + 2 * sx1) | (e2 + 2 * sx2)) >= 0)
@@ -154,7 +155,7 @@ def classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bit
     pixel centre and fits in 4 x 4; of big_bits[i] = its box is larger. xs, ys: (3 CHUNK,) int32,
     the snapped vertices of the chunk's triangles in order. Branch-free and store-free inside a
     word, so LLVM vectorizes it (AVX2/AVX-512 where present). The tests are the exact int64 ones of
-    the scalar code (`_box`, `_edges`, `_top_left_bias`), so the triage decides exactly what a
+    the scalar code (`_box`, `_edges`, `top_left_bias`), so the triage decides exactly what a
     per-triangle loop would."""
     wmax = width - 1
     hmax = height - 1
@@ -166,8 +167,8 @@ def classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bit
             c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = packed_triangle(
                 xs, ys, 64 * i + b, wmax, hmax)
             drawn = (area != 0) & ~(cull & (area > 0))
-            inside = ((w0 - _top_left_bias(dx0, dy0)) | (w1 - _top_left_bias(dx1, dy1))
-                      | (w2 - _top_left_bias(dx2, dy2))) >= 0
+            inside = ((w0 - top_left_bias(dx0, dy0)) | (w1 - top_left_bias(dx1, dy1))
+                      | (w2 - top_left_bias(dx2, dy2))) >= 0
             one = (c0 == c1) & (r0 == r1)
             more = (c0 <= c1) & (r0 <= r1) & ~one
             big = (c1 - c0 >= 4) | (r1 - r0 >= 4)
@@ -220,47 +221,46 @@ def cover8x8(xs, ys, n, height, width, cull, covered):  # pragma: no cover - num
         covered[j] = (LARGER if larger else mask) if drawn else np.uint64(0)
 
 
-# Rows of the per-triangle table `setup_table` fills (int64, `ROW` entries a row): the flat index of the
+# Rows of the per-triangle table `setup_table` fills (int64, `CHUNK` entries a row): the flat index of the
 # box's first sample, w_k there, the whole-pixel steps of w_k, and the box size.
 P0, W0, W1, W2, SX0, SX1, SX2, SY0, SY1, SY2, NCOLS, NROWS, AREA = range(13)
 N_FIELDS = 13
-ROW = CHUNK
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def setup_table(xs, ys, n, height, width, table):  # pragma: no cover - numba
-    """Per-triangle constants of the depth tests, table[field * ROW + j] (fields `P0`...`AREA`),
+    """Per-triangle constants of the depth tests, table[field * CHUNK + j] (fields `P0`...`AREA`),
     for packed triangles j < n. Vectorized (the rows are at constant distances in one array, so LLVM
     needs no alias checks between them)."""
     wmax = width - 1
     hmax = height - 1
     for j in range(n):
         c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = packed_triangle(xs, ys, j, wmax, hmax)
-        table[P0 * ROW + j] = r0 * width + c0
-        table[W0 * ROW + j] = w0
-        table[W1 * ROW + j] = w1
-        table[W2 * ROW + j] = w2
-        table[SX0 * ROW + j] = -dy0 << SUBPIXEL_BITS
-        table[SX1 * ROW + j] = -dy1 << SUBPIXEL_BITS
-        table[SX2 * ROW + j] = -dy2 << SUBPIXEL_BITS
-        table[SY0 * ROW + j] = dx0 << SUBPIXEL_BITS
-        table[SY1 * ROW + j] = dx1 << SUBPIXEL_BITS
-        table[SY2 * ROW + j] = dx2 << SUBPIXEL_BITS
-        table[NCOLS * ROW + j] = c1 - c0 + 1
-        table[NROWS * ROW + j] = r1 - r0 + 1
-        table[AREA * ROW + j] = abs(area)
+        table[P0 * CHUNK + j] = r0 * width + c0
+        table[W0 * CHUNK + j] = w0
+        table[W1 * CHUNK + j] = w1
+        table[W2 * CHUNK + j] = w2
+        table[SX0 * CHUNK + j] = -dy0 << SUBPIXEL_BITS
+        table[SX1 * CHUNK + j] = -dy1 << SUBPIXEL_BITS
+        table[SX2 * CHUNK + j] = -dy2 << SUBPIXEL_BITS
+        table[SY0 * CHUNK + j] = dx0 << SUBPIXEL_BITS
+        table[SY1 * CHUNK + j] = dx1 << SUBPIXEL_BITS
+        table[SY2 * CHUNK + j] = dx2 << SUBPIXEL_BITS
+        table[NCOLS * CHUNK + j] = c1 - c0 + 1
+        table[NROWS * CHUNK + j] = r1 - r0 + 1
+        table[AREA * CHUNK + j] = abs(area)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def depth_planes(zs, table, n, planes):  # pragma: no cover - numba
-    """planes[k * ROW + j] = z_k / area (k = 0, 1, 2) and planes[3 * ROW + j] = 1 / area, twice
+    """planes[k * CHUNK + j] = z_k / area (k = 0, 1, 2) and planes[3 * CHUNK + j] = 1 / area, twice
     the area being table's `AREA` (0 gives inf; such a triangle is never drawn)."""
     for j in range(n):
-        inv = 1.0 / np.float64(table[AREA * ROW + j])
+        inv = 1.0 / np.float64(table[AREA * CHUNK + j])
         planes[j] = np.float64(zs[3 * j]) * inv
-        planes[ROW + j] = np.float64(zs[3 * j + 1]) * inv
-        planes[2 * ROW + j] = np.float64(zs[3 * j + 2]) * inv
-        planes[3 * ROW + j] = inv
+        planes[CHUNK + j] = np.float64(zs[3 * j + 1]) * inv
+        planes[2 * CHUNK + j] = np.float64(zs[3 * j + 2]) * inv
+        planes[3 * CHUNK + j] = inv
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

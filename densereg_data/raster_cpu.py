@@ -15,7 +15,7 @@ finished raster (U-V and parts on the far-vertex path too).
 A numba pitfall, measured here: an `inline="always"` helper that stores into arrays inside a branch
 can leave numba's reference-count calls (NRT_incref / NRT_decref) in the hot loop that calls it,
 and the kernel then runs 2-3 times slower with the same output (the depth tests written out inside
-`_test_sample` took 15.9 ms at 1024 x 1024 instead of 6.1). Depth tests go through `_win`, which
+`_test_sample` took 15.9 ms at 1024 x 1024 instead of 5.7). Depth tests go through `_win`, which
 compiles without them; after changing the loops, look for NRT calls in `inspect_asm`.
 """
 
@@ -33,7 +33,6 @@ from densereg_data.raster_coverage import (
     NO_HIT,
     NROWS,
     P0,
-    ROW,
     SUBPIXEL_BITS,
     SX0,
     SX1,
@@ -53,8 +52,10 @@ from densereg_data.raster_coverage import (
     row_coverage8,
     set_bits,
     setup_table,
+    top_left_bias,
     trailing_zeros,
 )
+
 
 @numba.njit(cache=True, nogil=True)
 def all_finite(a):  # pragma: no cover - numba
@@ -129,14 +130,16 @@ def _win(key, bary, k, t, z, w0, w1, w2, inv):  # pragma: no cover - numba
 
 
 _NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _test_sample(key, bary, table, planes, j, t, dc, dr, width):  # pragma: no cover - numba
     """Depth test of packed triangle j (triangle t) at the sample (c0 + dc, r0 + dr) of its box."""
-    w0 = table[W0 * ROW + j] + dc * table[SX0 * ROW + j] + dr * table[SY0 * ROW + j]
-    w1 = table[W1 * ROW + j] + dc * table[SX1 * ROW + j] + dr * table[SY1 * ROW + j]
-    w2 = table[W2 * ROW + j] + dc * table[SX2 * ROW + j] + dr * table[SY2 * ROW + j]
-    z = np.float64(w0) * planes[j] + np.float64(w1) * planes[ROW + j] + np.float64(w2) * planes[2 * ROW + j]
-    _win(key, bary, table[P0 * ROW + j] + dr * width + dc, t, z, w0, w1, w2, planes[3 * ROW + j])
+    w0 = table[W0 * CHUNK + j] + dc * table[SX0 * CHUNK + j] + dr * table[SY0 * CHUNK + j]
+    w1 = table[W1 * CHUNK + j] + dc * table[SX1 * CHUNK + j] + dr * table[SY1 * CHUNK + j]
+    w2 = table[W2 * CHUNK + j] + dc * table[SX2 * CHUNK + j] + dr * table[SY2 * CHUNK + j]
+    z = np.float64(w0) * planes[j] + np.float64(w1) * planes[CHUNK + j] + np.float64(w2) * planes[2 * CHUNK + j]
+    _win(key, bary, table[P0 * CHUNK + j] + dr * width + dc, t, z, w0, w1, w2, planes[3 * CHUNK + j])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -162,18 +165,18 @@ def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: n
     for j in range(n):
         if covered[j] != LARGER:
             continue
-        sx0 = table[SX0 * ROW + j]
-        sx1 = table[SX1 * ROW + j]
-        sx2 = table[SX2 * ROW + j]
-        sy0 = table[SY0 * ROW + j]
-        sy1 = table[SY1 * ROW + j]
-        sy2 = table[SY2 * ROW + j]
-        # top-left biases from the steps: sx = -dy << 8, sy = dx << 8 (`raster_coverage._top_left_bias`)
-        e0 = table[W0 * ROW + j] - np.int64(not ((sx0 > 0) | ((sx0 == 0) & (sy0 > 0))))
-        e1 = table[W1 * ROW + j] - np.int64(not ((sx1 > 0) | ((sx1 == 0) & (sy1 > 0))))
-        e2 = table[W2 * ROW + j] - np.int64(not ((sx2 > 0) | ((sx2 == 0) & (sy2 > 0))))
-        n_cols = table[NCOLS * ROW + j]
-        n_rows = table[NROWS * ROW + j]
+        sx0 = table[SX0 * CHUNK + j]
+        sx1 = table[SX1 * CHUNK + j]
+        sx2 = table[SX2 * CHUNK + j]
+        sy0 = table[SY0 * CHUNK + j]
+        sy1 = table[SY1 * CHUNK + j]
+        sy2 = table[SY2 * CHUNK + j]
+        # the steps are the edge's direction times 256: sx = -dy << 8, sy = dx << 8 (same signs)
+        e0 = table[W0 * CHUNK + j] - top_left_bias(sy0, -sx0)
+        e1 = table[W1 * CHUNK + j] - top_left_bias(sy1, -sx1)
+        e2 = table[W2 * CHUNK + j] - top_left_bias(sy2, -sx2)
+        n_cols = table[NCOLS * CHUNK + j]
+        n_rows = table[NROWS * CHUNK + j]
         for dr0 in range(0, n_rows, 8):  # 8 x 8 blocks: one loop exit a block, not a row
             for dc0 in range(0, n_cols, 8):
                 b0 = e0 + dr0 * sy0 + dc0 * sx0
@@ -229,13 +232,13 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
     small_bits = np.empty(n_bits, dtype=np.uint64)
     big_bits = np.empty(n_bits, dtype=np.uint64)
     hits = np.empty(CHUNK, dtype=np.int64)
-    p_xs = np.empty(3 * ROW, dtype=np.int32)
-    p_ys = np.empty(3 * ROW, dtype=np.int32)
-    p_zs = np.empty(3 * ROW, dtype=np.float32)
-    p_tri = np.empty(ROW, dtype=np.int64)
-    table = np.empty(N_FIELDS * ROW, dtype=np.int64)
-    planes = np.empty(4 * ROW, dtype=np.float64)
-    covered = np.empty(ROW, dtype=np.uint64)
+    p_xs = np.empty(3 * CHUNK, dtype=np.int32)
+    p_ys = np.empty(3 * CHUNK, dtype=np.int32)
+    p_zs = np.empty(3 * CHUNK, dtype=np.float32)
+    p_tri = np.empty(CHUNK, dtype=np.int64)
+    table = np.empty(N_FIELDS * CHUNK, dtype=np.int64)
+    planes = np.empty(4 * CHUNK, dtype=np.float64)
+    covered = np.empty(CHUNK, dtype=np.uint64)
     for start in range(0, nf, CHUNK):
         m = min(CHUNK, nf - start)
         largest = np.uint64(0)

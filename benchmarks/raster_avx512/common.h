@@ -1,5 +1,5 @@
 /* Shared by the prototypes kernel.c and tiled.c: the fixed-point conventions of densereg_data.raster_cpu
-   (`_box`, `_edges`, `_top_left_bias`, `_depth_key`), written once. */
+   (`_box`, `_edges`, `top_left_bias`, `_depth_key`), written once. */
 #include <stdint.h>
 #include <string.h>
 
