@@ -76,6 +76,13 @@ def top_left_bias(dx, dy):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def drawn(area, cull):  # pragma: no cover - numba
+    """Whether a triangle of twice-signed area `area` is drawn: not degenerate and, with `cull`, not
+    back-facing (area > 0: clockwise as seen in the image; `raster`'s docstring, "winding")."""
+    return (area != 0) & ~(cull & (area > 0))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _box(x0, x1, x2, y0, y1, y2, wmax, hmax):  # pragma: no cover - numba
     """The pixel centres (c0..c1, r0..r1) of a snapped triangle's bounding box, clipped to the image;
     empty when c0 > c1 or r0 > r1."""
@@ -166,13 +173,13 @@ def classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bit
         for b in range(64):
             c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2 = packed_triangle(
                 xs, ys, 64 * i + b, wmax, hmax)
-            drawn = (area != 0) & ~(cull & (area > 0))
+            is_drawn = drawn(area, cull)
             inside = ((w0 - top_left_bias(dx0, dy0)) | (w1 - top_left_bias(dx1, dy1))
                       | (w2 - top_left_bias(dx2, dy2))) >= 0
             one = (c0 == c1) & (r0 == r1)
             more = (c0 <= c1) & (r0 <= r1) & ~one
             big = (c1 - c0 >= 4) | (r1 - r0 >= 4)
-            one_word |= np.uint64(one & drawn & inside) << np.uint64(b)
+            one_word |= np.uint64(one & is_drawn & inside) << np.uint64(b)
             small_word |= np.uint64(more & ~big) << np.uint64(b)
             big_word |= np.uint64(more & big) << np.uint64(b)
         one_bits[i] = one_word
@@ -195,8 +202,8 @@ def cover4x4(xs, ys, n, height, width, cull, covered):  # pragma: no cover - num
                 | _row_coverage(e0 + sy0, e1 + sy1, e2 + sy2, sx0, sx1, sx2, n_cols, 1 < n_rows) << np.uint64(4)
                 | _row_coverage(e0 + 2 * sy0, e1 + 2 * sy1, e2 + 2 * sy2, sx0, sx1, sx2, n_cols, 2 < n_rows) << np.uint64(8)
                 | _row_coverage(e0 + 3 * sy0, e1 + 3 * sy1, e2 + 3 * sy2, sx0, sx1, sx2, n_cols, 3 < n_rows) << np.uint64(12))
-        drawn = (area != 0) & ~(cull & (area > 0))
-        covered[j] = mask if drawn else np.uint64(0)
+        is_drawn = drawn(area, cull)
+        covered[j] = mask if is_drawn else np.uint64(0)
 
 
 #: `cover8x8`'s mark for a drawn triangle whose box is larger than 8 x 8 (not a coverage mask: such
@@ -216,9 +223,9 @@ def cover8x8(xs, ys, n, height, width, cull, covered):  # pragma: no cover - num
         for dr in range(8):  # unrolled by LLVM: the loop over j vectorizes
             mask |= row_coverage8(e0 + dr * sy0, e1 + dr * sy1, e2 + dr * sy2, sx0, sx1, sx2, n_cols,
                                    dr < n_rows) << np.uint64(8 * dr)
-        drawn = (area != 0) & ~(cull & (area > 0))
+        is_drawn = drawn(area, cull)
         larger = (n_cols > 8) | (n_rows > 8)
-        covered[j] = (LARGER if larger else mask) if drawn else np.uint64(0)
+        covered[j] = (LARGER if larger else mask) if is_drawn else np.uint64(0)
 
 
 # Rows of the per-triangle table `setup_table` fills (int64, `CHUNK` entries a row): the flat index of the

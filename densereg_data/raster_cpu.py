@@ -47,6 +47,7 @@ from densereg_data.raster_coverage import (
     cover4x4,
     cover8x8,
     depth_planes,
+    drawn,
     pack,
     packed_triangle,
     row_coverage8,
@@ -347,9 +348,7 @@ def zbuffer_float(verts, faces, height, width, cull, tri, depth):  # pragma: no 
         if r0 > r1:
             continue
         area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-        if area == 0.0:
-            continue
-        if cull and area > 0.0:
+        if not drawn(area, cull):
             continue
         s = 1.0 if area > 0.0 else -1.0
         inv = 1.0 / (s * area)
