@@ -3,8 +3,10 @@
 Single-threaded (NUMBA_NUM_THREADS=1, no parallel kernels). Times `render_uv_parts` (triangle index +
 barycentrics + U-V + parts, validation included) at 256 and 1024, and the pyrender + OSMesa peer
 drawing the same mesh at 256 (render only, render + readback, and the full "pyrender" backend).
+With `--threads N` (N > 1) it also times `render_uv_parts(..., threads=N)` at both sizes, in the
+same run; those rows are not the single-thread targets.
 
-    PYOPENGL_PLATFORM=osmesa .venv/bin/python benchmarks/bench_raster.py [--runs 30]
+    PYOPENGL_PLATFORM=osmesa .venv/bin/python benchmarks/bench_raster.py [--runs 30] [--threads 2]
 
 Prints a markdown table and one JSON line. "faults" is the minor page faults per call: at 1024 the
 outputs are ~25 MB, and whether the allocator hands back memory it already has (0 faults) or fresh
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--no-gl", action="store_true", help="skip the pyrender peer")
+    ap.add_argument("--threads", type=int, default=1, help="also time render_uv_parts with this many threads")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
@@ -68,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         results[f"cpu_{n}_faults"] = t["faults_per_run"]
         rows.append({"command": f"render_uv_parts {n}x{n} (cpu)", "median_ms": t["median_ms"],
                      "min_ms": t["min_ms"], "faults": t["faults_per_run"], "target_ms": TARGET_MS[n]})
+        if args.threads > 1:
+            t = time_it(lambda: render_uv_parts(v, f, uv, parts, (n, n), threads=args.threads),
+                        runs=args.runs, warmup=3)
+            results[f"cpu_{n}_threads{args.threads}_ms"] = t["median_ms"]
+            rows.append({"command": f"render_uv_parts {n}x{n} (cpu, threads={args.threads})",
+                         "median_ms": t["median_ms"], "min_ms": t["min_ms"], "faults": t["faults_per_run"],
+                         "target_ms": "", "ratio": f"{results[f'cpu_{n}_ms'] / t['median_ms']:.2f}x one thread"})
 
     if not args.no_gl:
         from densereg_data import raster_gl
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             fg = a.mask | b.mask
             results["gl_agreement"] = float((a.triangle[fg] == b.triangle[fg]).mean())
             cpu = results["cpu_256_ms"]
-            for r in rows[:1]:
+            for r in rows[:1]:  # the single-thread 256 row
                 r["peer_ms"] = results["gl_render_ms"]
                 r["ratio"] = f"{results['gl_render_ms'] / cpu:.1f}x (render only), " \
                              f"{results['gl_render_readback_ms'] / cpu:.1f}x (with readback)"

@@ -37,12 +37,19 @@ Convention: barycentrics
     functions over twice its area, so interpolating the vertex positions gives back the pixel centre
     exactly for vertices on the 1/256 grid and within 1/512 pixel otherwise.
 
-All outputs are deterministic: the same input gives bit-identical output (no threads, no fast-math).
+All outputs are deterministic: the same input gives bit-identical output (no fast-math), whatever
+the number of threads: with ``threads=n`` the CPU backend cuts the image into n bands of rows and
+draws each on its own thread, every triangle still classified and tested on its whole box, so each
+pixel gets the same arithmetic as with one thread. (Vertices beyond `FIXED_POINT_LIMIT_PX` take the
+float64 path, which uses one thread.)
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -109,8 +116,8 @@ class Raster:
 # Backend registry
 # --------------------------------------------------------------------------------------------
 
-#: name -> function(vertices (V, 3) float64/float32, faces (F, 3) int32/int64, size, cull) -> Raster,
-#: called with validated, contiguous inputs.
+#: name -> function(vertices (V, 3) float64/float32, faces (F, 3) int32/int64, size, cull, threads)
+#: -> Raster, called with validated, contiguous inputs; `threads` is the CPU threads the caller allows.
 BACKENDS: dict[str, Callable[..., Raster]] = {}
 
 
@@ -175,6 +182,12 @@ def _check_size(size: object) -> tuple[int, int]:
     return h, w
 
 
+def _check_threads(threads: object) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return int(threads)
+
+
 def _face_index_error(faces: np.ndarray, n_vertices: int, bad: int) -> ShapeError:
     return ShapeError(
         f"faces must index vertices in [0, {n_vertices}), got {faces[bad].tolist()} at face {bad}"
@@ -209,11 +222,44 @@ def _uv_parts_arrays(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return block[: 8 * h * w].view(np.float32).reshape(h, w, 2), block[8 * h * w :].reshape(h, w)
 
 
+_POOL: tuple[ThreadPoolExecutor, int] | None = None  # (pool, its number of workers)
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child the pool's threads do not exist: start a new pool when one is needed."""
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _in_bands(draw: Callable[[int, int], int], height: int, threads: int) -> list[int]:
+    """draw(row0, row1) over `threads` bands of equal height (fewer for a short image), the first on
+    the calling thread and the others on a shared pool; their results in band order."""
+    n = max(1, min(threads, height))
+    if n == 1:
+        return [draw(0, height)]
+    edges = [height * k // n for k in range(n + 1)]
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[1] < n - 1:
+            _POOL = (ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="densereg-raster"), n - 1)
+        pool = _POOL[0]
+    others = [pool.submit(draw, edges[k], edges[k + 1]) for k in range(1, n)]
+    first = draw(edges[0], edges[1])
+    return [first] + [f.result() for f in others]
+
+
 def _zbuffer_checked(
-    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool, uv=None, face_parts=None
+    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool, uv=None, face_parts=None, threads: int = 1
 ):
     """Validated inputs -> Raster (triangle image, -1 = background, and barycentrics); with `uv` and
-    `face_parts`, also the U-V and parts images, made in the same final pass: (raster, uv, parts)."""
+    `face_parts`, also the U-V and parts images, made in the same final pass: (raster, uv, parts).
+    With `threads` > 1 the image is cut into that many bands of rows, each z-buffered and finished
+    by its own thread (`raster_cpu.zbuffer_fixed` gives a band the same pixels as the whole image)."""
     h, w = size
     nv = verts.shape[0]
     tri, bary = _raster_arrays(h, w)
@@ -229,12 +275,21 @@ def _zbuffer_checked(
         # the keys (8 bytes a pixel) live in the U-V image's memory when there is one: `raster_cpu.finish`
         # reads each pixel's key before it writes that pixel's U-V over it
         key = uv_img.reshape(-1).view(np.uint64) if with_uv else np.empty(h * w, dtype=np.uint64)
-        bad = _cpu.zbuffer_fixed(fx, fy, fz, faces, h, w, cull, key, bary.reshape(-1))
-        if bad >= 0:
-            raise _face_index_error(faces, nv, bad)
         if not with_uv:
             uv, face_parts = np.zeros((0, 2)), np.zeros(0, np.uint8)
-        _cpu.finish(key, tri.reshape(-1), bary.reshape(-1), faces, uv, face_parts, uv_img.reshape(-1), parts_img.reshape(-1), with_uv)
+        tri_, bary_, uv_, parts_ = tri.reshape(-1), bary.reshape(-1), uv_img.reshape(-1), parts_img.reshape(-1)
+
+        def draw(row0: int, row1: int) -> int:
+            bad = _cpu.zbuffer_fixed(fx, fy, fz, faces, h, w, row0, row1, cull, key, bary_)
+            if bad < 0:
+                a, b = row0 * w, row1 * w
+                _cpu.finish(key[a:b], tri_[a:b], bary_[3 * a : 3 * b], faces, uv, face_parts,
+                            uv_[2 * a : 2 * b], parts_[a:b], with_uv)
+            return bad
+
+        bad = max(_in_bands(draw, h, threads))
+        if bad >= 0:
+            raise _face_index_error(faces, nv, bad)
         raster = Raster(triangle=tri, bary=bary)
         return (raster, uv_img, parts_img) if with_uv else raster
     bad = _cpu.faces_in_range(faces, nv)
@@ -271,14 +326,14 @@ def barycentrics_from_triangle(vertices: np.ndarray, faces: np.ndarray, tri: np.
 
 @register_backend("cpu")
 def _rasterize_cpu(
-    vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool
+    vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool, threads: int
 ) -> Raster:
-    return _zbuffer_checked(vertices, faces, size, cull_backfaces)
+    return _zbuffer_checked(vertices, faces, size, cull_backfaces, threads=threads)
 
 
 @register_backend("pyrender")
 def _rasterize_pyrender(
-    vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool
+    vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool, threads: int
 ) -> Raster:
     from densereg_data.raster_gl import rasterize_gl  # optional: pyrender + OpenGL
 
@@ -300,6 +355,7 @@ def rasterize(
     *,
     backend: str = "cpu",
     cull_backfaces: bool = False,
+    threads: int = 1,
 ) -> Raster:
     """Rasterize a mesh whose vertices are in image pixels.
 
@@ -307,6 +363,8 @@ def rasterize(
     faces: (F, 3) int, indices into vertices.
     size: (height, width) of the output.
     backend: a key of `BACKENDS` ("cpu", or "pyrender" which needs OpenGL).
+    threads: the CPU backend draws the image in this many bands of rows at once (the output does
+        not depend on it); the pyrender backend ignores it.
     Returns a `Raster` of shape (height, width).
 
     Convention: pixel centres, depth and visibility, fill rule, winding, barycentrics: see the
@@ -316,7 +374,7 @@ def rasterize(
     v = _check_vertices(vertices)
     f = _check_faces(faces)
     hw = _check_size(size)
-    return fn(v, f, hw, bool(cull_backfaces))
+    return fn(v, f, hw, bool(cull_backfaces), _check_threads(threads))
 
 
 def interpolate(raster: Raster, faces: np.ndarray, attribute: np.ndarray) -> np.ndarray:
@@ -377,11 +435,12 @@ def render_uv_parts(
     size: tuple[int, int],
     *,
     cull_backfaces: bool = False,
+    threads: int = 1,
 ) -> tuple[Raster, np.ndarray, np.ndarray]:
     """The fused fast path: raster + U-V image + parts image, on the CPU.
 
     vertices: (V, 3) float (x, y, depth) pixels; faces: (F, 3) int; uv: (V, 2) float in [0, 1];
-    face_parts: (F,) uint8; size: (height, width).
+    face_parts: (F,) uint8; size: (height, width); threads: as `rasterize`.
     Returns (raster, uv_image (H, W, 2) float32, parts_image (H, W) uint8); U-V and parts are 0 on
     background. Identical to ``rasterize`` + ``interpolate(uv)`` + ``face_labels(face_parts)``.
 
@@ -390,6 +449,7 @@ def render_uv_parts(
     v = _check_vertices(vertices)
     f = _check_faces(faces)
     hw = _check_size(size)
+    n_threads = _check_threads(threads)
     uv_ = np.asarray(uv)
     if uv_.shape != (v.shape[0], 2) or uv_.dtype.kind != "f":
         raise ShapeError(f"uv must be ({v.shape[0]}, 2) float, got {_describe(uv_)}")
@@ -398,4 +458,4 @@ def render_uv_parts(
         raise ShapeError(f"face_parts must be ({f.shape[0]},) uint8, got {_describe(parts)}")
     uv_ = np.ascontiguousarray(uv_)
     parts = np.ascontiguousarray(parts)
-    return _zbuffer_checked(v, f, hw, bool(cull_backfaces), uv_, parts)
+    return _zbuffer_checked(v, f, hw, bool(cull_backfaces), uv_, parts, n_threads)

@@ -8,6 +8,9 @@ triangles, their snapped vertices gathered into small contiguous arrays, goes th
 - `pack`: the triangles of one kind into packed arrays;
 - `cover4x4`, `cover8x8`: their coverage masks (16 or 64 bits, bit (dr << side) + dc of the box);
 - `setup_table`, `depth_planes`: the per-triangle constants the depth tests read (rows `P0`...`AREA`).
+When the z-buffer draws only a band of rows (one thread's share), `keep_band` drops the triangles
+whose box misses the band and `mask_band` the mask bits outside it; nothing else changes, so a band's
+pixels come out exactly as in the whole image.
 LLVM vectorizes each of these: they are branch-free, read only contiguous chunk arrays and store
 where LLVM can prove the stores apart (numba cannot tell LLVM that two arrays do not alias, and LLVM
 vectorizes no loop that loads through an index array and stores; the table's rows lie at constant
@@ -226,6 +229,61 @@ def cover8x8(xs, ys, n, height, width, cull, covered):  # pragma: no cover - num
         is_drawn = drawn(area, cull)
         larger = (n_cols > 8) | (n_rows > 8)
         covered[j] = (LARGER if larger else mask) if is_drawn else np.uint64(0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def band_rows(r0, n_rows, row0, row1):  # pragma: no cover - numba
+    """The rows lo..hi-1 of a box (first row r0, n_rows rows) that lie in the band row0..row1-1,
+    counted from the box's first row (lo >= hi: none)."""
+    return max(row0 - r0, 0), min(row1 - r0, n_rows)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _box_rows(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
+    """The rows r0..r1 of `packed_triangle` j's box (clipped to the image; empty when r0 > r1)."""
+    _, _, r0, r1 = _box(np.int64(xs[3 * j]), np.int64(xs[3 * j + 1]), np.int64(xs[3 * j + 2]),
+                        np.int64(ys[3 * j]), np.int64(ys[3 * j + 1]), np.int64(ys[3 * j + 2]), wmax, hmax)
+    return r0, r1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def keep_band(xs, ys, n_words, height, width, row0, row1, one_bits, small_bits, big_bits):  # pragma: no cover - numba
+    """Clear the `classify` bits of the chunk's triangles whose box (clipped to the image) has no row
+    in row0..row1-1. Vectorized like `classify`; run only when the z-buffer draws a band of rows."""
+    wmax = width - 1
+    hmax = height - 1
+    for i in range(n_words):
+        keep = np.uint64(0)
+        for b in range(64):
+            r0, r1 = _box_rows(xs, ys, 64 * i + b, wmax, hmax)
+            keep |= np.uint64((r0 < row1) & (r1 >= row0)) << np.uint64(b)
+        one_bits[i] &= keep
+        small_bits[i] &= keep
+        big_bits[i] &= keep
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_rows(k, side_bits):  # pragma: no cover - numba
+    """The bits of the first k rows of a 2^side_bits-wide coverage mask (k clipped to 0..2^side_bits)."""
+    if k <= 0:
+        return np.uint64(0)
+    if k >= (1 << side_bits):
+        return np.uint64(0xFFFFFFFFFFFFFFFF)
+    return (np.uint64(1) << np.uint64(k << side_bits)) - np.uint64(1)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def mask_band(xs, ys, n, height, width, row0, row1, side_bits, covered):  # pragma: no cover - numba
+    """Clear the bits of `cover4x4` (side_bits 2) or `cover8x8` (3) masks outside the rows row0..row1-1
+    (`LARGER` marks are left: `_walk_larger` clips its rows itself). Run only for a band of rows."""
+    wmax = width - 1
+    hmax = height - 1
+    for j in range(n):
+        r0, r1 = _box_rows(xs, ys, j, wmax, hmax)
+        lo, hi = band_rows(r0, r1 - r0 + 1, row0, row1)
+        keep = _first_rows(hi, side_bits) & ~_first_rows(lo, side_bits)
+        word = covered[j]
+        covered[j] = word if word == LARGER else word & keep
 
 
 # Rows of the per-triangle table `setup_table` fills (int64, `CHUNK` entries a row): the flat index of the

@@ -43,11 +43,14 @@ from densereg_data.raster_coverage import (
     W0,
     W1,
     W2,
+    band_rows,
     classify,
     cover4x4,
     cover8x8,
     depth_planes,
     drawn,
+    keep_band,
+    mask_band,
     pack,
     packed_triangle,
     row_coverage8,
@@ -160,12 +163,14 @@ def _depth_tests(key, bary, table, planes, covered, tri, n, width, side_bits):  
 
 
 @numba.njit(cache=True, nogil=True)
-def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: no cover - numba
-    """Depth tests of the packed triangles marked `LARGER`: the box in blocks of 8 x 8 samples, a
-    coverage mask for each block (eight `row_coverage8`), then the set bits of each."""
+def _walk_larger(key, bary, table, planes, covered, tri, n, width, row0, row1):  # pragma: no cover - numba
+    """Depth tests of the packed triangles marked `LARGER`, in the rows row0..row1-1: the box in
+    blocks of 8 x 8 samples, a coverage mask for each block (eight `row_coverage8`), then the set
+    bits of each."""
     for j in range(n):
         if covered[j] != LARGER:
             continue
+        lo, hi = band_rows(table[P0 * CHUNK + j] // width, table[NROWS * CHUNK + j], row0, row1)
         sx0 = table[SX0 * CHUNK + j]
         sx1 = table[SX1 * CHUNK + j]
         sx2 = table[SX2 * CHUNK + j]
@@ -177,8 +182,7 @@ def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: n
         e1 = table[W1 * CHUNK + j] - top_left_bias(sy1, -sx1)
         e2 = table[W2 * CHUNK + j] - top_left_bias(sy2, -sx2)
         n_cols = table[NCOLS * CHUNK + j]
-        n_rows = table[NROWS * CHUNK + j]
-        for dr0 in range(0, n_rows, 8):  # 8 x 8 blocks: one loop exit a block, not a row
+        for dr0 in range(lo & ~7, hi, 8):  # 8 x 8 blocks: one loop exit a block, not a row
             for dc0 in range(0, n_cols, 8):
                 b0 = e0 + dr0 * sy0 + dc0 * sx0
                 b1 = e1 + dr0 * sy1 + dc0 * sx1
@@ -186,7 +190,7 @@ def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: n
                 word = np.uint64(0)
                 for r in range(8):
                     word |= row_coverage8(b0 + r * sy0, b1 + r * sy1, b2 + r * sy2, sx0, sx1, sx2, n_cols - dc0,
-                                          dr0 + r < n_rows) << np.uint64(8 * r)
+                                          (lo <= dr0 + r) & (dr0 + r < hi)) << np.uint64(8 * r)
                 while word:
                     q = np.int64(trailing_zeros(word))
                     word &= word - np.uint64(1)
@@ -194,8 +198,9 @@ def _walk_larger(key, bary, table, planes, covered, tri, n, width):  # pragma: n
 
 
 @numba.njit(cache=True, nogil=True)
-def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma: no cover - numba
-    """Integer z-buffer over snapped vertices; key flat (H*W,) uint64, bary flat (H*W*3,) float32.
+def zbuffer_fixed(fx, fy, fz, faces, height, width, row0, row1, cull, key, bary):  # pragma: no cover - numba
+    """Integer z-buffer over snapped vertices, of the image rows row0..row1-1 (all rows: 0, height);
+    key flat (H*W,) uint64, bary flat (H*W*3,) float32, of which only those rows are written.
 
     Per chunk of `CHUNK` triangles:
     (1) gather the snapped (x, y) and depth of their vertices into small arrays, in face order,
@@ -215,10 +220,14 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
     compares one uint64 key per pixel, (depth bits, triangle index), so ties go to the lower index
     whatever the visiting order.
 
+    A band of rows gives the same keys and barycentrics as the whole image in those rows: every
+    triangle is classified, tabled and tested on its box clipped to the image, and the band only
+    masks the rows it tests, so bands can be z-buffered apart (`raster`, threads).
+
     Returns -1, or the index of a face with an out-of-range vertex index.
     """
-    for i in range(height * width):
-        key[i] = _NO_KEY
+    key[row0 * width:row1 * width] = _NO_KEY  # a slice: a loop from row0 * width would not become a memset
+    banded = (row0 > 0) | (row1 < height)
     nf = faces.shape[0]
     if fx.shape[0] == 0:
         return faces_in_range(faces, 0)  # any face is bad; -1 when there are none
@@ -258,6 +267,8 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
             xs[j] = NO_HIT
             ys[j] = NO_HIT
         classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bits)
+        if banded:
+            keep_band(xs, ys, n_words, height, width, row0, row1, one_bits, small_bits, big_bits)
         for h in range(set_bits(one_bits, n_words, hits)):  # one pixel centre, covered
             j = hits[h]
             c0, _, r0, _, area, w0, w1, w2, _, _, _, _, _, _ = packed_triangle(xs, ys, j, wmax, hmax)
@@ -267,15 +278,19 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, cull, key, bary):  # pragma:
             _win(key, bary, r0 * width + c0, start + j, z, w0, w1, w2, 1.0 / np.float64(sa))
         n = pack(small_bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri)
         cover4x4(p_xs, p_ys, n, height, width, cull, covered)
+        if banded:
+            mask_band(p_xs, p_ys, n, height, width, row0, row1, 2, covered)
         setup_table(p_xs, p_ys, n, height, width, table)
         depth_planes(p_zs, table, n, planes)
         _depth_tests(key, bary, table, planes, covered, p_tri, n, width, 2)
         n = pack(big_bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri)
         cover8x8(p_xs, p_ys, n, height, width, cull, covered)
+        if banded:
+            mask_band(p_xs, p_ys, n, height, width, row0, row1, 3, covered)
         setup_table(p_xs, p_ys, n, height, width, table)
         depth_planes(p_zs, table, n, planes)
         _depth_tests(key, bary, table, planes, covered, p_tri, n, width, 3)
-        _walk_larger(key, bary, table, planes, covered, p_tri, n, width)
+        _walk_larger(key, bary, table, planes, covered, p_tri, n, width, row0, row1)
     return -1
 
 

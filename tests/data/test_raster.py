@@ -434,3 +434,78 @@ def test_trailing_zeros_fallback_agrees_with_numba():
     for word in [1, 2, 3, 8, 1 << 40, (1 << 63) | (1 << 5)] + [int(w) | 1 << int(b) for w, b in zip(np.random.default_rng(0).integers(0, 1 << 62, 50), np.random.default_rng(1).integers(0, 62, 50))]:
         a, b = both(np.uint64(word))
         assert a == b == (word & -word).bit_length() - 1
+
+
+def _outputs(v, f, uv, parts, size, cull, threads):
+    r, uv_img, parts_img = render_uv_parts(v, f, uv, parts, size, cull_backfaces=cull, threads=threads)
+    return [a.tobytes() for a in (r.triangle, r.bary, uv_img, parts_img)]
+
+
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_threads_give_bit_identical_outputs_on_soups(rng, threads):
+    # Bands of rows cut through triangles of every box size (one pixel centre to larger than 8 x 8),
+    # some straddling two or three bands; each band must give its pixels exactly what one thread gives.
+    size = (53, 47)
+    n = 3 * raster_coverage.CHUNK + 11
+    centres = rng.uniform([-3, -3], [size[1] + 3, size[0] + 3], (n, 2))
+    scale = rng.choice([0.3, 1.0, 2.5, 6.0, 14.0], (3 * n, 1))
+    xy = np.repeat(centres, 3, 0) + rng.normal(size=(3 * n, 2)) * scale
+    xy[: 3 * n // 2] = np.round(xy[: 3 * n // 2] * 2) / 2  # vertices and edges on pixel centres and rows
+    v = np.hstack([xy, rng.uniform(0, 1, (3 * n, 1))])
+    v[rng.random(3 * n) < 0.1, 2] = 0.5  # depth ties
+    f = np.arange(3 * n).reshape(n, 3)
+    uv = rng.uniform(0, 1, (3 * n, 2))
+    parts = rng.integers(1, 9, n).astype(np.uint8)
+    for cull in (False, True):
+        one = _outputs(v, f, uv, parts, size, cull, 1)
+        assert one == _outputs(v, f, uv, parts, size, cull, threads)
+    a, b = rasterize(v, f, size), rasterize(v, f, size, threads=threads)
+    assert a.triangle.tobytes() == b.triangle.tobytes() and a.bary.tobytes() == b.bary.tobytes()
+
+
+def test_threads_give_bit_identical_outputs_on_the_template():
+    v, f = _template_in_pixels(300)
+    uv = (v[:, :2] - v[:, :2].min(0)) / np.ptp(v[:, :2], 0)
+    parts = (np.arange(len(f)) % 8 + 1).astype(np.uint8)
+    for cull in (False, True):
+        one = _outputs(v, f, uv, parts, (300, 300), cull, 1)
+        for threads in (2, 4):
+            assert one == _outputs(v, f, uv, parts, (300, 300), cull, threads)
+
+
+def test_threads_more_than_rows_and_far_vertices(square):
+    v, f, uv = square
+    parts = np.array([2, 7], np.uint8)
+    for size in ((1, 17), (3, 5), SIZE):
+        assert _outputs(v, f, uv, parts, size, False, 1) == _outputs(v, f, uv, parts, size, False, 16)
+    far_v, far_uv = np.vstack([v, [[1e8, 1e8, 0.0]]]), np.vstack([uv, [[0.0, 0.0]]])
+    assert _outputs(far_v, f, far_uv, parts, SIZE, False, 1) == _outputs(far_v, f, far_uv, parts, SIZE, False, 3)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True, None])
+def test_bad_threads(square, threads):
+    v, f, uv = square
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        rasterize(v, f, SIZE, threads=threads)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        render_uv_parts(v, f, uv, np.array([2, 7], np.uint8), SIZE, threads=threads)
+
+
+def test_face_index_out_of_range_with_threads(square):
+    v, f, _ = square
+    with pytest.raises(ShapeError, match=r"faces must index vertices in \[0, 4\), got \[0, 2, 9\] at face 1"):
+        rasterize(v, np.array([[0, 1, 2], [0, 2, 9]]), SIZE, threads=3)
+
+
+def test_threads_work_in_a_forked_child(square):
+    # a pool started before a fork has no threads in the child: the child must start its own
+    multiprocessing = pytest.importorskip("multiprocessing")
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    v, f, uv = square
+    parts = np.array([2, 7], np.uint8)
+    want = _outputs(v, f, uv, parts, SIZE, False, 1)
+    assert _outputs(v, f, uv, parts, SIZE, False, 3) == want  # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        got = pool.apply_async(_outputs, (v, f, uv, parts, SIZE, False, 3)).get(timeout=60)
+    assert got == want
