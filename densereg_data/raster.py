@@ -254,7 +254,8 @@ def _in_bands(draw: Callable[[int, int], int], height: int, threads: int) -> lis
 
 
 def _zbuffer_checked(
-    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool, uv=None, face_parts=None, threads: int = 1
+    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool, uv=None, face_parts=None,
+    threads: int = 1,
 ):
     """Validated inputs -> Raster (triangle image, -1 = background, and barycentrics); with `uv` and
     `face_parts`, also the U-V and parts images, made in the same final pass: (raster, uv, parts).
