@@ -17,6 +17,12 @@ can leave numba's reference-count calls (NRT_incref / NRT_decref) in the hot loo
 and the kernel then runs 2-3 times slower with the same output (the depth tests written out inside
 `_test_sample` took 15.9 ms at 1024 x 1024 instead of 5.7). Depth tests go through `_win`, which
 compiles without them; after changing the loops, look for NRT calls in `inspect_asm`.
+
+A second pitfall, also met here: numba's on-disk cache (``cache=True``) stamps each kernel with its
+own file's modification time only. These kernels compile in the passes of `raster_coverage`, so
+after editing that module, touch this one (or delete the ``*.nbi`` and ``*.nbc`` files under
+``densereg_data/__pycache__``): otherwise the cached kernels keep running the old passes (a
+deliberately broken `mask_band` passed the tests until the cache was cleared).
 """
 
 from __future__ import annotations
