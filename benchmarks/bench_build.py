@@ -35,7 +35,7 @@ def main() -> int:
         print(f"skipped: {args.root} not found", file=sys.stderr)
         return 0
     logging.basicConfig(level=logging.WARNING)
-    from densereg_data.build import STAGES, BuildConfig, run_build
+    from densereg_data.build.pipeline import STAGES, BuildConfig, run_build
 
     runs = []
     for r in range(args.runs + 1):  # run 0 warms the caches (template, numba) and is not counted

@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.fit import default_fitter
+from densereg_data.face.fit import default_fitter
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
 
 
 def synthetic(n: int, seed: int = 0) -> dict:
-    from densereg_data.synthetic import label_errors, pose_error, synthetic_face
+    from densereg_data.face.synthetic import label_errors, pose_error, synthetic_face
 
     fitter = default_fitter()
     rng = np.random.default_rng(seed)
@@ -54,10 +54,10 @@ def synthetic(n: int, seed: int = 0) -> dict:
 
 
 def real(root: Path, repeats: int) -> dict:
-    from densereg_data.images import read_image
-    from densereg_data.label import Labeller, landmark_label_errors
-    from densereg_data.landmarks import read_pts
-    from densereg_data.template import fill_uv_grid, template_facts, uv_lookup
+    from densereg_data.io.images import read_image
+    from densereg_data.face.labeller import Labeller, landmark_label_errors
+    from densereg_data.io.landmarks import read_pts
+    from densereg_data.face.template import fill_uv_grid, template_facts, uv_lookup
 
     fitter = default_fitter()
     labeller = Labeller(fitter)

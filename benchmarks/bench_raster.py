@@ -35,7 +35,7 @@ def template_in_pixels(n: int) -> tuple[np.ndarray, np.ndarray]:
     """The template projected orthographically so the face fills ~80 % of an n x n image."""
     import menpo3d.io as m3io
 
-    from densereg_data.template import frontal_in_pixels
+    from densereg_data.face.template import frontal_in_pixels
 
     m = m3io.import_builtin_asset("template.ply")
     return frontal_in_pixels(m.points, n, fill=0.8), m.trilist
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from densereg_data.raster import rasterize, render_uv_parts
+    from densereg_data.raster.api import rasterize, render_uv_parts
 
     rows = []
     results: dict[str, float] = {}
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                          "target_ms": "", "ratio": f"{results[f'cpu_{n}_ms'] / t['median_ms']:.2f}x one thread"})
 
     if not args.no_gl:
-        from densereg_data import raster_gl
+        from densereg_data.raster import gl as raster_gl
         from densereg_data.errors import BackendUnavailableError
 
         try:

@@ -31,7 +31,7 @@ def child(variant: str, runs: int) -> None:
 
     from _common import time_it
     from bench_raster import bench_inputs
-    from densereg_data import raster
+    from densereg_data.raster import api as raster
 
     warnings.filterwarnings("ignore")
     if variant == "four":

@@ -69,8 +69,8 @@ def build(folder: str) -> tuple[ctypes.CDLL, ctypes.CDLL, ctypes.CDLL]:
 
 def _snapped(vertices: np.ndarray, size: tuple[int, int]):
     """`render_uv_parts`'s own snapping and output allocation."""
-    from densereg_data import raster as R
-    from densereg_data import raster_cpu
+    from densereg_data.raster import api as R
+    from densereg_data.raster import fast as raster_cpu
 
     h, w = size
     nv = vertices.shape[0]
@@ -114,7 +114,7 @@ def render_tiled(lib, vertices, faces, uv, face_parts, size, cull=False):
 
 def identical(render, v, f, uv, parts, size, cull=False) -> bool:
     """render(v, f, uv, parts, size, cull) -> (triangle, bary, uv, parts) equals `render_uv_parts`."""
-    from densereg_data.raster import render_uv_parts
+    from densereg_data.raster.api import render_uv_parts
 
     r, uv_img, parts_img = render_uv_parts(v, f, uv, parts, size, cull_backfaces=cull)
     got = render(v, f, uv, parts, size, cull)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if not has_avx512():
         print("skipped: this CPU has no AVX-512 (avx512f/dq/vl/bw and bmi2)")
         return 0
-    from densereg_data.raster import render_uv_parts
+    from densereg_data.raster.api import render_uv_parts
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:

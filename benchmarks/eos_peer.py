@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.fit import Camera, Fitter
+from densereg_data.face.fit import Camera, Fitter
 
 INNER = np.arange(17, 68)
 METHODS = ("ours", "eos_contour", "eos_no_contour", "eos_linear")
@@ -271,9 +271,9 @@ def compare(
     method: {"ms": [...], "nme": [...], "nme_inner": [...], "error": [...]}, "summary": {...}};
     a failed fit records NaN and the error message and the run goes on.
     """
-    from densereg_data.fit import default_fitter
-    from densereg_data.images import image_size
-    from densereg_data.landmarks import read_pts
+    from densereg_data.face.fit import default_fitter
+    from densereg_data.io.images import image_size
+    from densereg_data.io.landmarks import read_pts
 
     paths = sorted(Path(root).glob("*.pts"))[:limit]
     if not paths:

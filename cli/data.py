@@ -33,7 +33,7 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for labels.npz, iuv.png, overlay.png.")
 def label(image: Path, landmarks: Path, out_dir: Path) -> None:
     """Fit the template to one face's 68 landmarks and write its dense labels at full resolution."""
-    from densereg_data.jobs import label_face_files
+    from densereg_data.build.jobs import label_face_files
 
     s = label_face_files(image, landmarks, out_dir)
     click.echo(
@@ -55,7 +55,7 @@ def template_show(out_dir: Path | None, template_id: str) -> None:
     """Print the template's facts; with --out, draw its U-V and parts."""
     import json
 
-    from densereg_data.jobs import show_template
+    from densereg_data.build.jobs import show_template
 
     click.echo(json.dumps(show_template(out_dir, template_id), indent=2))
     if out_dir is not None:

@@ -47,7 +47,7 @@ def _explicit(ctx: click.Context, names) -> dict:
 
 def resolve_build_config(ctx: click.Context, config_file: str | None):
     """BuildConfig from dataclass defaults <- config file <- explicit flags."""
-    from densereg_data.build import BuildConfig
+    from densereg_data.build.pipeline import BuildConfig
     from densereg_data.errors import BuildError
 
     fields = BuildConfig.fields()
@@ -86,7 +86,7 @@ def register(group: click.Group) -> None:
     @click.pass_context
     def build(ctx: click.Context, config_file: str | None, **_: object) -> None:
         """Label a dataset and write HDF5 shards (resumable: rerun the same command after an interruption)."""
-        from densereg_data.build import run_build
+        from densereg_data.build.pipeline import run_build
 
         report = run_build(resolve_build_config(ctx, config_file))
         speed = f"{report.images_per_second:.1f} images/s" if report.labelled else "every shard was already complete"
@@ -97,7 +97,7 @@ def register(group: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
     def info(path: str, as_json: bool) -> None:
         """Summarise a shard folder: splits, counts, template, sizes, fit error, skipped samples."""
-        from densereg_data.shard_check import format_info, info as shard_info
+        from densereg_data.format.verify import format_info, info as shard_info
 
         summary = shard_info(path)
         click.echo(json.dumps(summary, indent=2) if as_json else format_info(summary))
@@ -108,7 +108,7 @@ def register(group: click.Group) -> None:
     def verify(ctx: click.Context, path: str) -> None:
         """Check every shard's sha256, schema and the index; exit 1 naming the first bad one."""
         from densereg_data.errors import ShardFormatError
-        from densereg_data.shard_check import verify as shard_verify
+        from densereg_data.format.verify import verify as shard_verify
 
         try:
             summary = shard_verify(path)
@@ -124,7 +124,7 @@ def register(group: click.Group) -> None:
     @click.option("--split", default=None, help="Split or alias [default: all].")
     def preview(path: str, out: str, n: int, split: str | None) -> None:
         """Contact sheet: crops with iso-u/iso-v lines, part colours and landmarks."""
-        from densereg_data.preview import write_contact_sheet
+        from densereg_data.build.preview import write_contact_sheet
 
         click.echo(f"wrote {write_contact_sheet(path, out, n=n, split=split)}")
 
@@ -137,7 +137,7 @@ def register(group: click.Group) -> None:
                   help="densepose: sampled points per face.")
     def export(path: str, fmt: str, out: str, split: str | None, points: int) -> None:
         """Export shards, e.g. as DensePose IUV PNGs + COCO-style JSON."""
-        from densereg_data.export import export_shards
+        from densereg_data.build.export import export_shards
 
         summary = export_shards(path, out, format=fmt, split=split, points=points)
         click.echo(f"exported {summary['samples']} samples to {summary['out']}")

@@ -17,7 +17,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 
 __all__ = ["__version__", "open_shards", "verify", "info"]
 
-_LAZY = {"open_shards": "densereg_data.shards", "verify": "densereg_data.shard_check", "info": "densereg_data.shard_check"}
+_LAZY = {"open_shards": "densereg_data.format.shards", "verify": "densereg_data.format.verify", "info": "densereg_data.format.verify"}
 
 
 def __getattr__(name: str):

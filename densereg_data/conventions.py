@@ -16,7 +16,7 @@ Convention: image and camera frame
     rasterizer keeps, per pixel, the triangle of smallest depth.
 
 Convention: template
-    See `densereg_data.template`: vertices ``(V, 3)`` float64 in the template's own units, faces
+    See `densereg_data.face.template`: vertices ``(V, 3)`` float64 in the template's own units, faces
     ``(F, 3)`` int64; right-handed, y up, the face looks along +z; triangles are counter-clockwise seen
     from the front (outward normals point at the viewer).
 

@@ -6,7 +6,7 @@ Convention: the face crop (matches the shard builder)
     image's top-left corner at (-0.5, -0.5)), resampled bilinearly to S x S pixels:
     ``crop_xy = (xy - (c - side / 2)) * S / side - 0.5`` (`crop_from_image`), box-prefiltered when
     shrinking (`crop_image`). margin and S come from the checkpoint (the shards' config.json:
-    ``margin``, ``size``). Identical to densereg_data.label.crop_from_image / warp_crop (a test pins it).
+    ``margin``, ``size``). Identical to densereg_data.face.labeller.crop_from_image / warp_crop (a test pins it).
 
 Convention: .pts
     1-based on disk ("1 1" is the pixel (0, 0)), 0-based (x, y) in memory.

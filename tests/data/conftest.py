@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from densereg_data.images import write_png
-from densereg_data.landmarks import write_pts
+from densereg_data.io.images import write_png
+from densereg_data.io.landmarks import write_pts
 
 DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "300w-dev"
 
@@ -49,7 +49,7 @@ def three_sample_shards(tmp_path):
     """A shard directory with 3 samples (train 2, val 1) built with the fake labeller, at size 32."""
     from densereg_fakes import fake_backend
 
-    from densereg_data.build import BuildConfig, run_build
+    from densereg_data.build.pipeline import BuildConfig, run_build
 
     root = tmp_path / "three"
     make_pts_tree(root, n=3)

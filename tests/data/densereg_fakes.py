@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from densereg_data.errors import FitError
-from densereg_data.label import CropLabels
+from densereg_data.face.labeller import CropLabels
 
 MODEL_SIZE = 5
 
@@ -73,6 +73,6 @@ def fake_template_facts(grid: int = 256) -> dict:
 
 
 def fake_backend():
-    from densereg_data.build import Backend
+    from densereg_data.build.pipeline import Backend
 
     return Backend(fake_labeller, fake_template_facts)

@@ -18,10 +18,10 @@ import pytest
 from conftest import DEV, make_pts_tree
 from densereg_fakes import fake_backend
 
-from densereg_data.build import BuildConfig, run_build
+from densereg_data.build.pipeline import BuildConfig, run_build
 from densereg_data.errors import BuildError
-from densereg_data.shard_check import verify
-from densereg_data.shards import SCHEMA, open_shards
+from densereg_data.format.verify import verify
+from densereg_data.format.shards import SCHEMA, open_shards
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,7 +80,7 @@ KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {here!r})
 from densereg_fakes import fake_backend
-from densereg_data.build import BuildConfig, run_build
+from densereg_data.build.pipeline import BuildConfig, run_build
 run_build(BuildConfig(dataset="pts", root={root!r}, out={out!r}, size=24, workers=2, progress=False,
                       samples_per_shard=2), fake_backend())
 """
@@ -196,7 +196,7 @@ def test_other_config_refused_unless_overwrite(tree, tmp_path):
 
 
 def test_disk_full_leaves_no_partial_shard(tree, tmp_path, monkeypatch):
-    from densereg_data import shards
+    from densereg_data.format import shards
 
     calls = {"n": 0}
     real_append = shards.ShardWriter.append
@@ -262,7 +262,7 @@ def test_real_300w_dev_handful(tmp_path):
     assert sizes["02_Outdoor/outdoor_058.jpg"] == (1618, 1807)
     for i in range(4):  # crop_from_image maps the source landmarks onto the stored crop landmarks
         s = ds[i]
-        from densereg_data.landmarks import read_pts
+        from densereg_data.io.landmarks import read_pts
 
         src = read_pts(DEV / (s["source"].rsplit(".", 1)[0] + ".pts")).points
         a = s["crop_from_image"]

@@ -16,7 +16,7 @@ def fake_cli(monkeypatch):
     """The CLI with the fake labeller (the real one is exercised by the slow tests)."""
     import densereg_fakes
 
-    from densereg_data import build
+    from densereg_data.build import pipeline as build
 
     monkeypatch.setattr(build, "default_labeller", densereg_fakes.fake_labeller)
     monkeypatch.setattr(build, "default_template_facts", densereg_fakes.fake_template_facts)
@@ -39,7 +39,7 @@ def test_build_info_verify_preview(tmp_path, fake_cli, capsys):
     assert main(["verify", str(tmp_path / "s")]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
     assert main(["preview", str(tmp_path / "s"), "--out", str(tmp_path / "sheet.png"), "--n", "4"]) == 0
-    from densereg_data.images import read_image
+    from densereg_data.io.images import read_image
 
     assert read_image(tmp_path / "sheet.png").shape[1] == 2 * 256
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from densereg_data import conventions as cv
-from densereg_data.landmarks import read_pts
-from densereg_data.raster import rasterize
+from densereg_data.io.landmarks import read_pts
+from densereg_data.raster.api import rasterize
 
 
 def test_bins_round_trip_exactly():

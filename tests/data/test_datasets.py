@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from densereg_data.datasets import DATASETS, make_dataset
-from densereg_data.datasets.folder import val_score
+from densereg_data.build.datasets import DATASETS, make_dataset
+from densereg_data.build.datasets.folder import val_score
 from densereg_data.errors import BuildError
 
 DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "300w-dev"

@@ -37,7 +37,7 @@ def test_edge_topology_of_two_triangles_is_one_based_with_zero_for_a_border():
 
 @pytest.fixture(scope="module")
 def bundle():
-    from densereg_data.fit import default_fitter
+    from densereg_data.face.fit import default_fitter
 
     return peer.build_eos_model(default_fitter())
 
@@ -46,7 +46,7 @@ def bundle():
 @pytest.mark.slow
 def test_eos_pixel_convention_round_trips(bundle):
     """Points projected by a known camera come back from eos's linear fit to within 0.05 px: no 0.5/1 px shift."""
-    from densereg_data.fit import FLIP_YZ, Camera
+    from densereg_data.face.fit import FLIP_YZ, Camera
 
     fitter = bundle.fitter
     camera = Camera("orthographic", FLIP_YZ, np.array([201.0, 252.0, 0.0]), scale=2.5)
@@ -63,8 +63,8 @@ def test_eos_pixel_convention_round_trips(bundle):
 @pytest.mark.skipif(not DEV.is_dir(), reason=f"real data absent: {DEV}")
 @pytest.mark.parametrize("contour", [True, False])
 def test_eos_fits_three_real_faces(bundle, contour):
-    from densereg_data.images import image_size
-    from densereg_data.landmarks import read_pts
+    from densereg_data.io.images import image_size
+    from densereg_data.io.landmarks import read_pts
 
     for pts in sorted(DEV.glob("*.pts"))[:3]:
         x = read_pts(pts).points

@@ -9,8 +9,8 @@ import pytest
 
 from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
-from densereg_data.fit import FLIP_YZ, Camera, FitConfig, default_fitter, pose_from_rotation, rotation_from_pose
-from densereg_data.synthetic import label_errors, pose_error, synthetic_face
+from densereg_data.face.fit import FLIP_YZ, Camera, FitConfig, default_fitter, pose_from_rotation, rotation_from_pose
+from densereg_data.face.synthetic import label_errors, pose_error, synthetic_face
 
 DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
 needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="real 300-W dev data not found at ../shared/data/300w-dev")
@@ -67,10 +67,10 @@ def test_synthetic_truth_pose_and_label_error(fitter):
 def test_real_faces_nme_and_label_consistency(fitter):
     """All of 300w-dev: fit NME median <= 2.0%, mean <= 2.5%; the U-V rendered at each inner annotated
     landmark's pixel is within 0.03 eye distances (median) of that landmark's own U-V."""
-    from densereg_data.images import read_image
-    from densereg_data.label import Labeller, landmark_label_errors
-    from densereg_data.landmarks import read_pts
-    from densereg_data.template import fill_uv_grid, template_facts, uv_lookup
+    from densereg_data.io.images import read_image
+    from densereg_data.face.labeller import Labeller, landmark_label_errors
+    from densereg_data.io.landmarks import read_pts
+    from densereg_data.face.template import fill_uv_grid, template_facts, uv_lookup
 
     labeller = Labeller(fitter)
     facts = template_facts(grid=256)

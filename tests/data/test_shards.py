@@ -11,8 +11,8 @@ import pytest
 
 import densereg_data
 from densereg_data.errors import ShapeError, ShardFormatError
-from densereg_data.shard_check import format_info, info, verify
-from densereg_data.shards import SCHEMA, ShardWriter, open_shards, read_index
+from densereg_data.format.verify import format_info, info, verify
+from densereg_data.format.shards import SCHEMA, ShardWriter, open_shards, read_index
 
 
 def _sample(rng, i, size=8, c=3):
@@ -135,7 +135,7 @@ def test_verify_schema_mismatch(three_sample_shards):
     with h5py.File(path, "a") as f:
         del f["pose"]
         f.create_dataset("pose", data=np.zeros((1, 3), np.float64), chunks=(1, 3), compression="lzf")
-    from densereg_data.shards import sha256_file
+    from densereg_data.format.shards import sha256_file
 
     for rec in index["shards"]:  # fix the checksums so the schema check is what fails
         if rec["file"] == path.name:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from densereg_data import conventions as cv
-from densereg_data.template import load_template, points_in_polygon, repair_folds, template_facts, uv_lookup, uv_signed_areas
+from densereg_data.face.template import load_template, points_in_polygon, repair_folds, template_facts, uv_lookup, uv_signed_areas
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "densereg-reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="DenseReg reference files not found at ../shared/data/densereg-reference")

@@ -172,7 +172,7 @@ def test_bad_bbox_and_missing_crop(run, tmp_path, capsys):
 
 
 def test_crop_matches_the_shard_builder():
-    label = pytest.importorskip("densereg_data.label")
+    label = pytest.importorskip("densereg_data.face.labeller")
     from densereg_net.predict import crop_image
     rng = np.random.default_rng(0)
     lm = rng.uniform(100, 400, (68, 2))

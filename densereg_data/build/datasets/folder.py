@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from densereg_data.datasets import Dataset, SampleRef, Unpaired, pair_files, register_dataset, require_dir
+from densereg_data.build.datasets import Dataset, SampleRef, Unpaired, pair_files, register_dataset, require_dir
 from densereg_data.errors import BuildError
 
 

@@ -49,8 +49,8 @@ def export_shards(path: str | os.PathLike, out: str | os.PathLike, *, format: st
 def export_densepose(path: str | os.PathLike, out: str | os.PathLike, *, split: str | None = None,
                      points: int = 100, seed: int = 0) -> dict:
     """Write the densepose layout (see the module Convention) for every sample of `split`."""
-    from densereg_data.images import write_png
-    from densereg_data.shards import atomic_write_bytes, dumps_json, open_shards
+    from densereg_data.io.images import write_png
+    from densereg_data.format.shards import atomic_write_bytes, dumps_json, open_shards
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def _split_of(ds, i: int) -> str:
 def read_densepose_export(out: str | os.PathLike) -> list[dict]:
     """Read a densepose export back: per sample parts (S, S) uint8, uv (S, S, 2) float32 (from the 8-bit
     IUV), image, and the annotation's points as rows/cols/I/U/V arrays."""
-    from densereg_data.images import read_image
+    from densereg_data.io.images import read_image
 
     out = Path(out)
     doc = json.loads((out / "annotations.json").read_text(encoding="utf-8"))

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.affine import apply_affine, compose_affine, invert_affine, reduction_affine
+from densereg_data.geometry.affine import apply_affine, compose_affine, invert_affine, reduction_affine
 from densereg_data.errors import ImageFileError, ShapeError
-from densereg_data.fit import FitConfig, FitResult, Fitter, check_landmarks, default_fitter
-from densereg_data.raster import render_uv_parts
+from densereg_data.face.fit import FitConfig, FitResult, Fitter, check_landmarks, default_fitter
+from densereg_data.raster.api import render_uv_parts
 
 log = logging.getLogger(__name__)
 

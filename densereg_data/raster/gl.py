@@ -3,11 +3,11 @@
 Each triangle is drawn flat and unlit in a colour that encodes ``index + 1`` in 24 bits (R low byte,
 B high byte; 0 = background), with vertices duplicated per face so colours are per face, and read
 back without anti-aliasing. Barycentrics are then recomputed on the CPU from the vertices, so the
-result is a complete `densereg_data.raster.Raster`. It exists as a cross-check of the CPU backend
+result is a complete `densereg_data.raster.api.Raster`. It exists as a cross-check of the CPU backend
 and as the speed reference in ``benchmarks/bench_raster.py``.
 
 Convention: pixel centres
-    As `densereg_data.raster`: the point (x=c, y=r) is the centre of pixel ``[r, c]``. GL samples
+    As `densereg_data.raster.api`: the point (x=c, y=r) is the centre of pixel ``[r, c]``. GL samples
     window coordinates (i + 0.5, j + 0.5) with j counted from the bottom, so the orthographic
     camera maps x -> x + 0.5 and y -> height - 0.5 - y (and pyrender flips rows on readback).
 
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from densereg_data.errors import BackendUnavailableError
-from densereg_data.raster import Raster, barycentrics_from_triangle
+from densereg_data.raster.api import Raster, barycentrics_from_triangle
 
 logger = logging.getLogger(__name__)
 

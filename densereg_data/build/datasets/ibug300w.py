@@ -14,7 +14,7 @@ hold either layout or both; ``all`` is every split whose folders exist.
 
 from __future__ import annotations
 
-from densereg_data.datasets import Dataset, SampleRef, Unpaired, pair_files, register_dataset, require_dir
+from densereg_data.build.datasets import Dataset, SampleRef, Unpaired, pair_files, register_dataset, require_dir
 from densereg_data.errors import BuildError
 
 #: split -> folders (relative to the root) that make it up.

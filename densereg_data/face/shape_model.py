@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from densereg_data.cache import cached_arrays
+from densereg_data.face.cache import cached_arrays
 from densereg_data.errors import ShapeError
-from densereg_data.template import Template, load_template
+from densereg_data.face.template import Template, load_template
 
 log = logging.getLogger(__name__)
 

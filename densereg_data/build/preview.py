@@ -47,7 +47,7 @@ def contact_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = N
     """A grid of `n` annotated tiles, samples evenly spaced over the split; (H, W, 3) uint8."""
     from PIL import Image, ImageDraw
 
-    from densereg_data.shards import open_shards
+    from densereg_data.format.shards import open_shards
 
     ds = open_shards(path, split)
     if len(ds) == 0:
@@ -75,7 +75,7 @@ def contact_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = N
 
 def write_contact_sheet(path: str | os.PathLike, out: str | os.PathLike, **kwargs) -> Path:
     """`contact_sheet` written as a PNG file at `out`."""
-    from densereg_data.images import write_png
+    from densereg_data.io.images import write_png
 
     out = Path(out)
     if out.parent and not out.parent.exists():

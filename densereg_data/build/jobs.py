@@ -12,9 +12,9 @@ import numpy as np
 from densereg_data import conventions as cv
 from densereg_data.draw import PART_COLOURS, iuv_image, overlay, uv_colour
 from densereg_data.errors import DenseRegError, FitError
-from densereg_data.images import read_image, write_png
-from densereg_data.landmarks import read_landmarks
-from densereg_data.label import Labeller
+from densereg_data.io.images import read_image, write_png
+from densereg_data.io.landmarks import read_landmarks
+from densereg_data.face.labeller import Labeller
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def label_face_files(image_path: Path, landmarks_path: Path, out_dir: Path, labe
 
 def template_summary(template_id: str = "menpo3d-face") -> dict:
     """The template's facts as a JSON-ready dict."""
-    from densereg_data.template import load_template, uv_signed_areas
+    from densereg_data.face.template import load_template, uv_signed_areas
 
     t = load_template(template_id)
     areas = uv_signed_areas(t.uv, t.faces)
@@ -105,8 +105,8 @@ def template_summary(template_id: str = "menpo3d-face") -> dict:
 
 def show_template(out_dir: Path | None, template_id: str = "menpo3d-face", size: int = 512) -> dict:
     """Template facts; with `out_dir`, also pictures: frontal U-V and parts, and the parts in U-V space."""
-    from densereg_data.raster import render_uv_parts
-    from densereg_data.template import frontal_in_pixels, load_template, uv_in_pixels
+    from densereg_data.raster.api import render_uv_parts
+    from densereg_data.face.template import frontal_in_pixels, load_template, uv_in_pixels
 
     facts = template_summary(template_id)
     if out_dir is None:

@@ -36,8 +36,8 @@ import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
-from densereg_data.model import DeformableModel, laplace_beltrami_model
-from densereg_data.template import Template, load_template
+from densereg_data.face.shape_model import DeformableModel, laplace_beltrami_model
+from densereg_data.face.template import Template, load_template
 
 log = logging.getLogger(__name__)
 

@@ -55,9 +55,9 @@ from typing import Callable
 
 import numpy as np
 
-from densereg_data import raster_cpu as _cpu
+from densereg_data.raster import fast as _cpu
 from densereg_data.errors import ShapeError
-from densereg_data.raster_coverage import FIXED_POINT_LIMIT_PX, SUBPIXEL_BITS
+from densereg_data.raster.coverage import FIXED_POINT_LIMIT_PX, SUBPIXEL_BITS
 
 logger = logging.getLogger(__name__)
 
@@ -336,7 +336,7 @@ def _rasterize_cpu(
 def _rasterize_pyrender(
     vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool, threads: int
 ) -> Raster:
-    from densereg_data.raster_gl import rasterize_gl  # optional: pyrender + OpenGL
+    from densereg_data.raster.gl import rasterize_gl  # optional: pyrender + OpenGL
 
     if not _cpu.all_finite(vertices):
         raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(vertices)}")

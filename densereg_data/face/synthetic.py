@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.fit import FLIP_YZ, Camera, FitResult, Fitter, rotation_angle, rotation_from_pose
-from densereg_data.raster import interpolate, rasterize
+from densereg_data.face.fit import FLIP_YZ, Camera, FitResult, Fitter, rotation_angle, rotation_from_pose
+from densereg_data.raster.api import interpolate, rasterize
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 One pure function per sample (`label_sample`: read image + landmarks, label, return arrays or a skip
 reason) and executors around it (`EXECUTORS`: "local" process pool, "dask"), both driven by the same
-`run_build`. The labeller is injected through `Backend` (the default uses `densereg_data.label`).
+`run_build`. The labeller is injected through `Backend` (the default uses `densereg_data.face.labeller`).
 
 Determinism and resuming: the samples are sorted (split, source) and cut into shards by that order
 alone, so shard membership never depends on completion order; results are written in that order.
@@ -28,11 +28,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from densereg_data.affine import apply_affine, compose_affine
-from densereg_data.build_exec import EXECUTORS, cpu_count  # noqa: F401  (re-exported registry)
-from densereg_data.datasets import SampleRef, Scan, make_dataset
+from densereg_data.geometry.affine import apply_affine, compose_affine
+from densereg_data.build.executors import EXECUTORS, cpu_count  # noqa: F401  (re-exported registry)
+from densereg_data.build.datasets import SampleRef, Scan, make_dataset
 from densereg_data.errors import BuildError, DenseRegError, FitError, ImageFileError, LandmarkFileError, ShardFormatError
-from densereg_data.shards import (COMPRESSIONS, CONFIG, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE, TMP_PREFIX, ShardRecord,
+from densereg_data.format.shards import (COMPRESSIONS, CONFIG, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE, TMP_PREFIX, ShardRecord,
                                   ShardWriter, atomic_write_bytes, dumps_json, sample_schema, sha256_file, shard_name,
                                   write_index, write_template)
 
@@ -119,13 +119,13 @@ class Backend:
 
 
 def default_labeller():
-    from densereg_data.label import Labeller
+    from densereg_data.face.labeller import Labeller
 
     return Labeller()
 
 
 def default_template_facts(grid: int) -> dict:
-    from densereg_data.template import template_facts
+    from densereg_data.face.template import template_facts
 
     return template_facts(grid=grid)
 
@@ -172,8 +172,8 @@ class _TimedFitter:
 def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], Any]) -> dict[str, Any]:
     """Label one sample. Never raises on bad input: returns ``{"sample": arrays or None, "skip": {...} or
     None, "times": {stage: seconds}}``. `sample` holds the shard datasets of docs/FORMAT.md."""
-    from densereg_data.images import ReducedImage, read_image, read_image_reduced
-    from densereg_data.landmarks import read_landmarks
+    from densereg_data.io.images import ReducedImage, read_image, read_image_reduced
+    from densereg_data.io.landmarks import read_landmarks
 
     times = {"decode": 0.0, "fit": 0.0, "crop+render": 0.0}
 
@@ -318,7 +318,7 @@ def _existing_shard(path: Path, entry: dict, size: int, model_size: int) -> tupl
     """The record and skips of an already complete shard matching its plan, else None."""
     import h5py
 
-    from densereg_data.shard_check import check_shard_schema
+    from densereg_data.format.verify import check_shard_schema
 
     if not path.is_file():
         return None

@@ -2,7 +2,7 @@
 
 The default template is menpo3d's ``template.ply`` (a face mask with a mouth opening) and its 68 iBUG
 landmarks ``template.ljson`` (3D points), described by ``templates/menpo3d_face.json``. Everything here
-is derived from that definition, cached on disk under a hash of it (`densereg_data.cache`), and
+is derived from that definition, cached on disk under a hash of it (`densereg_data.face.cache`), and
 loaded once per process by `load_template`.
 
 Convention: template frame
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.cache import cached_arrays
+from densereg_data.face.cache import cached_arrays
 from densereg_data.errors import BackendUnavailableError, TemplateError
 
 log = logging.getLogger(__name__)
@@ -431,7 +431,7 @@ def frontal_in_pixels(vertices: np.ndarray, size: int, fill: float) -> np.ndarra
     """(V, 3) float64 (x, y, depth) pixels of a frontal orthographic view of `vertices` (V, 3) in the
     template frame, centred in a `size` x `size` image, the larger side of the x-y bounding box spanning
     `fill` * size pixels. Convention: template frame (y up, face looking along +z) -> image (y down,
-    smaller depth nearer), as `densereg_data.raster` expects."""
+    smaller depth nearer), as `densereg_data.raster.api` expects."""
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     scale = fill * size / float(max(hi[:2] - lo[:2]))
     centre = (lo + hi) / 2
@@ -458,8 +458,8 @@ def template_facts(grid: int = 256, template_id: str = DEFAULT_TEMPLATE) -> dict
     part_uv (G, G) uint8 (0 off the face); and the attributes template_id, template_hash, units,
     model_size (number of model coefficients).
     """
-    from densereg_data.model import laplace_beltrami_model
-    from densereg_data.raster import face_labels, interpolate, rasterize
+    from densereg_data.face.shape_model import laplace_beltrami_model
+    from densereg_data.raster.api import face_labels, interpolate, rasterize
 
     t = load_template(template_id)
     if grid < 2:
