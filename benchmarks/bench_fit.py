@@ -38,7 +38,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 
 
 def synthetic(n: int, seed: int = 0) -> dict:
-    from densereg_data.face.synthetic import label_errors, pose_error, synthetic_face
+    from densereg_data.testing import label_errors, pose_error, synthetic_face
 
     fitter = default_fitter()
     rng = np.random.default_rng(seed)
@@ -55,14 +55,16 @@ def synthetic(n: int, seed: int = 0) -> dict:
 
 def real(root: Path, repeats: int) -> dict:
     from densereg_data.io.images import read_image
-    from densereg_data.face.labeller import Labeller, landmark_label_errors
+    from densereg_data.face.labeller import Labeller
+    from densereg_data.format.template_facts import TemplateFacts
+    from densereg_data.testing import landmark_label_errors
     from densereg_data.io.landmarks import read_pts
-    from densereg_data.face.template import fill_uv_grid, template_facts, uv_lookup
+    from densereg_data.face.template import template_facts
 
     fitter = default_fitter()
     labeller = Labeller(fitter)
     facts = template_facts(grid=256)
-    grid = fill_uv_grid(facts["uv_to_xyz"])
+    facts = TemplateFacts.from_dict(facts)
     inner = [i for i in range(cv.N_LANDMARKS) if i not in cv.JAW]
     paths = sorted(root.glob("*.pts"))
     fitter.fit(read_pts(paths[0]).points)  # warm-up
@@ -79,7 +81,7 @@ def real(root: Path, repeats: int) -> dict:
         image = read_image(next(p for p in (pts.with_suffix(".jpg"), pts.with_suffix(".png")) if p.exists()))
         crop = labeller.label_crop(image, x, size=256)
         errs = landmark_label_errors(crop.uv, crop.landmarks[inner], fitter.template.landmark_uv[inner],
-                                     lambda uv: uv_lookup(grid, uv), facts["eye_distance"])
+                                     facts)
         consistency.append(errs[np.isfinite(errs)])
     consistency = np.concatenate(consistency)
     nmes = np.array(nmes)

@@ -22,7 +22,7 @@ import numpy as np
 
 
 def _synthetic(out: Path, n: int, size: int, compression: str) -> Path:
-    from densereg_data.format.shards import ShardWriter, write_index
+    from densereg_data.format import ShardWriter, write_index
 
     rng = np.random.default_rng(0)
     out.mkdir(parents=True)

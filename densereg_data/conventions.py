@@ -1,4 +1,7 @@
-"""The one page everyone reads: every coordinate rule of densereg, in one place.
+"""The one page everyone reads: every coordinate rule of densereg, in one place, for both halves.
+
+Light (numpy only); `densereg_net` imports it too. `encode_bins` / `decode_bins` take numpy arrays or
+torch tensors alike (the network's losses use the very same rule as the tests that pin it).
 
 Convention: 2D points
     ``(n, 2)`` float64, (x, y) = (column, row), in pixels, 0-based. An integer coordinate is a pixel
@@ -63,6 +66,8 @@ PART_NAMES: tuple[str, ...] = (
     "rest_of_face",
 )
 BACKGROUND = 0
+#: Part classes including background (the network's part head has this many outputs).
+N_PARTS = len(PART_NAMES) + 1
 
 #: Horizontal flip of a face image swaps these part labels (1-based labels).
 PART_FLIP: tuple[int, ...] = (0, 2, 1, 4, 3, 5, 6, 7, 8)
@@ -106,17 +111,27 @@ def eye_distance(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[a] - landmarks[b]))
 
 
-def encode_bins(u: np.ndarray, k: int = DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
-    """U-V value in [0, 1] -> (bin in 1..K, residual in [0, 1]).
+def _is_numpy(x) -> bool:
+    return isinstance(x, (np.ndarray, np.generic, float, int, list, tuple))
+
+
+def encode_bins(u, k: int = DEFAULT_K):
+    """U-V value in [0, 1] -> (bin in 1..K, residual in [0, 1]); numpy arrays or torch tensors.
 
     Convention: bin = min(floor(K u), K - 1) + 1, residual = K u - (bin - 1); u = 1 falls in bin K
-    with residual 1. Background handling is the caller's (bin 0).
+    with residual 1. Background handling is the caller's (bin 0). numpy: (int64 bins, float64
+    residuals); torch: (int64 bins, residuals in u's dtype).
     """
-    u = np.asarray(u, dtype=np.float64)
-    b = np.minimum(np.floor(u * k), k - 1).astype(np.int64) + 1
-    return b, u * k - (b - 1)
+    if _is_numpy(u):
+        u = np.asarray(u, dtype=np.float64)
+        b = np.minimum(np.floor(u * k), k - 1).astype(np.int64) + 1
+        return b, u * k - (b - 1)
+    b = (u * k).floor().clamp(max=k - 1).long() + 1
+    return b, u * k - (b - 1).to(u.dtype)
 
 
-def decode_bins(bins: np.ndarray, residual: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
-    """(bin in 1..K, residual) -> U-V value; the inverse of `encode_bins`."""
-    return (np.asarray(bins, dtype=np.float64) - 1 + np.asarray(residual, dtype=np.float64)) / k
+def decode_bins(bins, residual, k: int = DEFAULT_K):
+    """(bin in 1..K, residual) -> U-V value ``(bin - 1 + residual) / K``; the inverse of `encode_bins`."""
+    if _is_numpy(residual):
+        return (np.asarray(bins, dtype=np.float64) - 1 + np.asarray(residual, dtype=np.float64)) / k
+    return ((bins - 1).to(residual.dtype) + residual) / k

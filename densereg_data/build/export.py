@@ -50,7 +50,8 @@ def export_densepose(path: str | os.PathLike, out: str | os.PathLike, *, split: 
                      points: int = 100, seed: int = 0) -> dict:
     """Write the densepose layout (see the module Convention) for every sample of `split`."""
     from densereg_data.io.images import write_png
-    from densereg_data.format.shards import atomic_write_bytes, dumps_json, open_shards
+    from densereg_data.format.files import atomic_write_bytes, dumps_json
+    from densereg_data.format.reader import open_shards
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from densereg_data.geometry.affine import apply_affine, compose_affine
 from densereg_data.build.executors import EXECUTORS, cpu_count  # noqa: F401  (re-exported registry)
 from densereg_data.build.datasets import SampleRef, Scan, make_dataset
 from densereg_data.errors import BuildError, DenseRegError, FitError, ImageFileError, LandmarkFileError, ShardFormatError
-from densereg_data.format.shards import (COMPRESSIONS, CONFIG, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE, TMP_PREFIX, ShardRecord,
+from densereg_data.format import (COMPRESSIONS, CONFIG, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE, TMP_PREFIX, ShardRecord,
                                   ShardWriter, atomic_write_bytes, dumps_json, sample_schema, sha256_file, shard_name,
                                   write_index, write_template)
 

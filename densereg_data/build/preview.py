@@ -47,7 +47,7 @@ def contact_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = N
     """A grid of `n` annotated tiles, samples evenly spaced over the split; (H, W, 3) uint8."""
     from PIL import Image, ImageDraw
 
-    from densereg_data.format.shards import open_shards
+    from densereg_data.format.reader import open_shards
 
     ds = open_shards(path, split)
     if len(ds) == 0:
@@ -59,7 +59,7 @@ def contact_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = N
     cap = 14
     sheet = Image.new("RGB", (cols * tile, rows * (tile + cap)), (24, 24, 24))
     draw = ImageDraw.Draw(sheet)
-    k = int(ds.index.get("k", 10))
+    k = ds.index.k
     for j, i in enumerate(picks):
         sample = ds[int(i)]
         im = Image.fromarray(render_tile(sample, k))

@@ -4,12 +4,7 @@
 `Labeller.label_crop` cuts a square crop around the landmarks and renders the labels directly at the
 crop's resolution (never resized afterwards), which is what a build writes into shards.
 
-Convention: crop
-    A square of side ``max(w, h) * (1 + 2 * margin)`` centred on the centre of the landmarks'
-    bounding box (w, h its width and height), in continuous image coordinates, resampled to S x S pixels:
-    ``crop_xy = a * (xy - corner) - 0.5`` with ``a = S / side`` and ``corner`` the square's top-left
-    *edge*, so that pixel centres stay at integers in both images. `crop_from_image` (2, 3) holds this
-    map. Pixels outside the source image are black.
+The crop is `densereg_data.geometry.crop`'s (the one crop rule).
 """
 
 from __future__ import annotations
@@ -20,14 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.geometry.affine import apply_affine, compose_affine, invert_affine, reduction_affine
-from densereg_data.errors import ImageFileError, ShapeError
+from densereg_data.geometry.affine import apply_affine
+from densereg_data.geometry.crop import DEFAULT_MARGIN, crop_from_landmarks, warp_crop
+from densereg_data.errors import ShapeError
 from densereg_data.face.fit import FitConfig, FitResult, Fitter, check_landmarks, default_fitter
 from densereg_data.raster.api import render_uv_parts
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -80,40 +74,6 @@ class CropLabels:
                 raise ShapeError(f"CropLabels.{name} must be {shape} {np.dtype(dtype)}, got {a.shape} {a.dtype}")
 
 
-def crop_from_image(landmarks: np.ndarray, size: int, margin: float = DEFAULT_MARGIN) -> np.ndarray:
-    """(2, 3) float64 affine of the square crop around `landmarks` (68, 2); see the module Convention."""
-    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
-    side = float(max(hi - lo)) * (1.0 + 2.0 * margin)
-    if not side > 0:
-        raise ShapeError("the landmarks span no area; cannot place a crop")
-    centre = (lo + hi) / 2.0
-    a = size / side
-    corner = centre - side / 2.0  # continuous coordinates of the crop's top-left edge
-    return np.array([[a, 0.0, -a * corner[0] - 0.5], [0.0, a, -a * corner[1] - 0.5]])
-
-
-def warp_crop(image: np.ndarray, crop_from_image_: np.ndarray, size: int) -> np.ndarray:
-    """Resample `image` (H, W, 3) uint8 into the (size, size, 3) crop, box-prefiltered when shrinking."""
-    from PIL import Image
-
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ImageFileError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
-    a = crop_from_image_[0, 0]
-    pil = Image.fromarray(image)
-    factor = max(1, int(np.floor(1.0 / a))) if a < 1.0 else 1
-    affine = crop_from_image_
-    if factor > 1:  # average factor x factor blocks first: reduced_xy = (xy + 0.5) / factor - 0.5
-        pil = pil.reduce(factor)
-        affine = compose_affine(crop_from_image_, invert_affine(reduction_affine(factor)))
-    image_from_crop = invert_affine(affine)
-    lin, t = image_from_crop[:, :2], image_from_crop[:, 2]
-    # Pillow samples in pixel-edge coordinates: in_edge = M @ out_edge + c
-    c = t + 0.5 - lin @ np.array([0.5, 0.5])
-    coeffs = (lin[0, 0], lin[0, 1], c[0], lin[1, 0], lin[1, 1], c[1])
-    out = pil.transform((size, size), Image.AFFINE, coeffs, resample=Image.BILINEAR)
-    return np.asarray(out, dtype=np.uint8)
-
-
 class Labeller:
     """Fits and renders faces with one template + model (built once; reuse it for many faces)."""
 
@@ -138,7 +98,7 @@ class Labeller:
     def label_crop(self, image: np.ndarray, landmarks: np.ndarray, size: int = 256, margin: float = DEFAULT_MARGIN) -> CropLabels:
         """Crop around the landmarks, fit in crop pixels and render the labels at (size, size)."""
         landmarks = check_landmarks(landmarks)
-        affine = crop_from_image(landmarks, size, margin)
+        affine = crop_from_landmarks(landmarks, size, margin)
         crop_landmarks = apply_affine(affine, landmarks)
         fit = self.fitter.fit(crop_landmarks, self.fit_config)
         uv, parts = self.render(fit, (size, size))
@@ -153,20 +113,3 @@ class Labeller:
             coefficients=fit.coefficients.ravel().astype(np.float64),
             fit_nme=fit.nme,
         )
-
-
-def landmark_label_errors(uv: np.ndarray, landmarks: np.ndarray, landmark_uv: np.ndarray, uv_to_xyz, eye_distance: float) -> np.ndarray:
-    """Label consistency: per landmark, template distance / eye distance between the U-V rendered at the
-    landmark's pixel and the landmark's own U-V; NaN where that pixel is background or off the image.
-
-    uv: (H, W, 2) rendered; landmarks (n, 2) px; landmark_uv (n, 2); uv_to_xyz: callable (m, 2) -> (m, 3).
-    """
-    h, w = uv.shape[:2]
-    cols, rows = np.round(landmarks[:, 0]).astype(int), np.round(landmarks[:, 1]).astype(int)
-    inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
-    out = np.full(len(landmarks), np.nan)
-    got = uv[rows[inside], cols[inside]].astype(np.float64)
-    fg = np.any(got > 0, axis=1)
-    dist = np.linalg.norm(uv_to_xyz(got) - uv_to_xyz(landmark_uv[inside]), axis=1) / eye_distance
-    out[np.flatnonzero(inside)[fg]] = dist[fg]
-    return out

@@ -477,34 +477,3 @@ def template_facts(grid: int = 256, template_id: str = DEFAULT_TEMPLATE) -> dict
         "units": t.units,
         "model_size": int(laplace_beltrami_model(template_id).n_coefficients),
     }
-
-
-def fill_uv_grid(uv_to_xyz: np.ndarray) -> np.ndarray:
-    """The grid with every NaN cell (off the face) replaced by its nearest face cell: (G, G, 3)."""
-    from scipy.ndimage import distance_transform_edt
-
-    off = ~np.all(np.isfinite(uv_to_xyz), axis=2)
-    if not off.any():
-        return uv_to_xyz
-    _, (rows, cols) = distance_transform_edt(off, return_indices=True)
-    return uv_to_xyz[rows, cols]
-
-
-def uv_lookup(uv_to_xyz: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of template positions at U-V points: grid (G, G, 3), uv (n, 2) -> (n, 3).
-
-    Off-face grid cells take their nearest face cell's position (`fill_uv_grid`), so U-V points on the
-    face's edges (the mouth opening, the border) still get one.
-    """
-    grid = fill_uv_grid(uv_to_xyz)
-    g = grid.shape[0]
-    col = np.clip(uv[:, 0], 0, 1) * (g - 1)
-    row = (1.0 - np.clip(uv[:, 1], 0, 1)) * (g - 1)
-    c0, r0 = np.minimum(np.floor(col).astype(int), g - 2), np.minimum(np.floor(row).astype(int), g - 2)
-    fc, fr = (col - c0)[:, None], (row - r0)[:, None]
-    return (
-        grid[r0, c0] * (1 - fc) * (1 - fr)
-        + grid[r0, c0 + 1] * fc * (1 - fr)
-        + grid[r0 + 1, c0] * (1 - fc) * fr
-        + grid[r0 + 1, c0 + 1] * fc * fr
-    )

@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 
 from densereg_data.errors import ShardFormatError
-from densereg_data.format.shards import (CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
-                                  TEMPLATE_ATTRS, TEMPLATE_SCHEMA, read_index, sample_schema, sha256_file)
+from densereg_data.format.files import sha256_file
+from densereg_data.format.index import ShardIndex
+from densereg_data.format.reader import open_shard_file
+from densereg_data.format.schema import (CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
+                                         TEMPLATE_ATTRS, TEMPLATE_SCHEMA, sample_schema)
 
 __all__ = ["verify", "info", "format_info", "check_shard_schema"]
 
@@ -52,25 +55,20 @@ def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int
 
 
 def _check_template(path: Path) -> dict:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            for key, (dtype, shape) in TEMPLATE_SCHEMA.items():
-                if key not in f:
-                    raise ShardFormatError(f"{path}: missing dataset {key}")
-                ds = f[key]
-                if ds.dtype.name != dtype or len(ds.shape) != len(shape):
-                    raise ShardFormatError(f"{path}: {key} is {ds.dtype.name} {ds.shape}, expected {dtype} {shape}")
-            g = f["uv_to_xyz"].shape[0]
-            if f["uv_to_xyz"].shape != (g, g, 3) or f["part_uv"].shape != (g, g) or f["landmark_uv"].shape != (68, 2):
-                raise ShardFormatError(f"{path}: template grids disagree in shape")
-            missing = [a for a in TEMPLATE_ATTRS if a not in f.attrs]
-            if missing:
-                raise ShardFormatError(f"{path}: missing attributes {missing}")
-            return {a: (f.attrs[a].item() if hasattr(f.attrs[a], "item") else f.attrs[a]) for a in TEMPLATE_ATTRS} | {"grid": g}
-    except OSError as exc:
-        raise ShardFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with open_shard_file(path) as f:
+        for key, (dtype, shape) in TEMPLATE_SCHEMA.items():
+            if key not in f:
+                raise ShardFormatError(f"{path}: missing dataset {key}")
+            ds = f[key]
+            if ds.dtype.name != dtype or len(ds.shape) != len(shape):
+                raise ShardFormatError(f"{path}: {key} is {ds.dtype.name} {ds.shape}, expected {dtype} {shape}")
+        g = f["uv_to_xyz"].shape[0]
+        if f["uv_to_xyz"].shape != (g, g, 3) or f["part_uv"].shape != (g, g) or f["landmark_uv"].shape != (68, 2):
+            raise ShardFormatError(f"{path}: template grids disagree in shape")
+        missing = [a for a in TEMPLATE_ATTRS if a not in f.attrs]
+        if missing:
+            raise ShardFormatError(f"{path}: missing attributes {missing}")
+        return {a: (f.attrs[a].item() if hasattr(f.attrs[a], "item") else f.attrs[a]) for a in TEMPLATE_ATTRS} | {"grid": g}
 
 
 def verify(path: str | os.PathLike) -> dict:
@@ -81,10 +79,9 @@ def verify(path: str | os.PathLike) -> dict:
     dataset names, dtypes, shapes, chunking and compression, and sample count. Returns a summary
     {"shards": n, "samples": n, "bytes": n}.
     """
-    import h5py
-
     root = Path(path)
-    index = read_index(root)
+    sindex = ShardIndex.open(root)
+    index = sindex.raw
     cfg = root / CONFIG
     if not cfg.is_file():
         raise ShardFormatError(f"{cfg}: missing")
@@ -108,11 +105,8 @@ def verify(path: str | os.PathLike) -> dict:
             raise ShardFormatError(f"{p}: {p.stat().st_size} bytes, index says {rec['bytes']}")
         if sha256_file(p) != rec["sha256"]:
             raise ShardFormatError(f"{p}: sha256 mismatch (the file is corrupt or was changed)")
-        try:
-            with h5py.File(p, "r") as f:
-                check_shard_schema(f, str(p), size=size, model_size=model_size, samples=rec["samples"], split=rec["split"])
-        except OSError as exc:
-            raise ShardFormatError(f"{p}: not a readable HDF5 file ({exc})") from None
+        with open_shard_file(p) as f:
+            check_shard_schema(f, str(p), size=size, model_size=model_size, samples=rec["samples"], split=rec["split"])
         counts[rec["split"]] = counts.get(rec["split"], 0) + rec["samples"]
         total_bytes += rec["bytes"]
     for split, n in index["splits"].items():
@@ -146,15 +140,13 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
     Keys: path, densereg_version, template, image_size, splits, split_aliases, shards, bytes,
     bytes_per_sample, fit_nme (mean, median, p95, max), skipped (count, by_reason), config.
     """
-    import h5py
-
     root = Path(path)
-    index = read_index(root)
+    index = ShardIndex.open(root).raw
     nme = []
     for rec in index["shards"]:
         if rec["samples"]:
-            with h5py.File(root / rec["file"], "r") as f:
-                nme.append(f["fit_nme"][()])
+            with open_shard_file(root / rec["file"]) as f:
+                nme.append(np.asarray(f["fit_nme"][()], dtype=np.float64))
     nme_all = np.concatenate(nme) if nme else np.zeros(0, np.float32)
     total = sum(r["bytes"] for r in index["shards"])
     n = int(sum(index["splits"].values()))

@@ -21,7 +21,7 @@ from densereg_fakes import fake_backend
 from densereg_data.build.pipeline import BuildConfig, run_build
 from densereg_data.errors import BuildError
 from densereg_data.format.verify import verify
-from densereg_data.format.shards import SCHEMA, open_shards
+from densereg_data.format import SCHEMA, open_shards
 
 HERE = Path(__file__).resolve().parent
 
@@ -196,7 +196,7 @@ def test_other_config_refused_unless_overwrite(tree, tmp_path):
 
 
 def test_disk_full_leaves_no_partial_shard(tree, tmp_path, monkeypatch):
-    from densereg_data.format import shards
+    from densereg_data.format import writer as shards
 
     calls = {"n": 0}
     real_append = shards.ShardWriter.append

@@ -10,7 +10,7 @@ import pytest
 from densereg_cli.data import main
 from densereg_data.errors import ShardFormatError
 from densereg_data.build.export import export_shards, read_densepose_export
-from densereg_data.format.shards import open_shards
+from densereg_data.format import open_shards
 
 
 def test_densepose_round_trip(three_sample_shards, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
 from densereg_data.face.fit import FLIP_YZ, Camera, FitConfig, default_fitter, pose_from_rotation, rotation_from_pose
-from densereg_data.face.synthetic import label_errors, pose_error, synthetic_face
+from densereg_data.testing import label_errors, pose_error, synthetic_face
 
 DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
 needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="real 300-W dev data not found at ../shared/data/300w-dev")
@@ -68,13 +68,15 @@ def test_real_faces_nme_and_label_consistency(fitter):
     """All of 300w-dev: fit NME median <= 2.0%, mean <= 2.5%; the U-V rendered at each inner annotated
     landmark's pixel is within 0.03 eye distances (median) of that landmark's own U-V."""
     from densereg_data.io.images import read_image
-    from densereg_data.face.labeller import Labeller, landmark_label_errors
+    from densereg_data.face.labeller import Labeller
+    from densereg_data.format.template_facts import TemplateFacts
+    from densereg_data.testing import landmark_label_errors
     from densereg_data.io.landmarks import read_pts
-    from densereg_data.face.template import fill_uv_grid, template_facts, uv_lookup
+    from densereg_data.face.template import template_facts
 
     labeller = Labeller(fitter)
     facts = template_facts(grid=256)
-    grid = fill_uv_grid(facts["uv_to_xyz"])
+    facts = TemplateFacts.from_dict(facts)
     inner = [i for i in range(cv.N_LANDMARKS) if i not in cv.JAW]
     nmes, consistency = [], []
     files = sorted(DEV.glob("*.pts"))
@@ -85,7 +87,7 @@ def test_real_faces_nme_and_label_consistency(fitter):
         nmes.append(fitter.fit(landmarks).nme)
         crop = labeller.label_crop(read_image(image_path), landmarks, size=256)
         errs = landmark_label_errors(crop.uv, crop.landmarks[inner], fitter.template.landmark_uv[inner],
-                                     lambda uv: uv_lookup(grid, uv), facts["eye_distance"])
+                                     facts)
         consistency.append(errs[np.isfinite(errs)])
     nmes = np.array(nmes)
     assert np.median(nmes) <= 0.020 and nmes.mean() <= 0.025

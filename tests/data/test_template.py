@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from densereg_data import conventions as cv
-from densereg_data.face.template import load_template, points_in_polygon, repair_folds, template_facts, uv_lookup, uv_signed_areas
+from densereg_data.face.template import load_template, points_in_polygon, repair_folds, template_facts, uv_signed_areas
+from densereg_data.format.template_facts import TemplateFacts
 
 REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "densereg-reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="DenseReg reference files not found at ../shared/data/densereg-reference")
@@ -117,8 +118,8 @@ def test_template_is_cached_and_hashed(template, tmp_path, monkeypatch):
 
 
 def test_uv_lookup_returns_landmark_positions(template):
-    facts = template_facts(grid=256)
-    xyz = uv_lookup(facts["uv_to_xyz"], template.landmark_uv)
+    facts = TemplateFacts.from_dict(template_facts(grid=256))
+    xyz = facts.xyz(template.landmark_uv)
     err = np.linalg.norm(xyz - template.landmark_points, axis=1) / template.eye_distance
     assert np.median(err) < 0.005 and err.max() < 0.05
 

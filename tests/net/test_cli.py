@@ -172,13 +172,13 @@ def test_bad_bbox_and_missing_crop(run, tmp_path, capsys):
 
 
 def test_crop_matches_the_shard_builder():
-    label = pytest.importorskip("densereg_data.face.labeller")
+    label = pytest.importorskip("densereg_data.geometry.crop")
     from densereg_net.predict import crop_image
     rng = np.random.default_rng(0)
     lm = rng.uniform(100, 400, (68, 2))
     for size in (64, 256):
         A = crop_from_landmarks(lm, 0.25, size)
-        assert np.allclose(A, label.crop_from_image(lm, size, 0.25), atol=1e-12)
+        assert np.allclose(A, label.crop_from_landmarks(lm, size, 0.25), atol=1e-12)
         img = rng.integers(0, 255, (480, 520, 3), dtype=np.uint8)
         assert np.array_equal(crop_image(img, A, size), label.warp_crop(img, A, size))
 

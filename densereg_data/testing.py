@@ -1,7 +1,9 @@
-"""Synthetic faces with known truth: shapes from the model's prior, random poses, noisy 68 landmarks.
+"""For tests and benchmarks only (the pipeline never imports this): faces with known truth and label errors.
 
-Used to measure the fit against ground truth (tests/data/test_fit.py, benchmarks/bench_fit.py): pose
-error and per-pixel label error, which real data cannot give.
+- `synthetic_face`: shapes from the model's prior, random poses, noisy 68 landmarks, to measure the fit
+  against ground truth (pose error, per-pixel label error), which real data cannot give;
+- `landmark_label_errors`: label consistency on real faces, with the one U-V -> 3D lookup of
+  `densereg_data.format.template_facts`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.face.fit import FLIP_YZ, Camera, FitResult, Fitter, rotation_angle, rotation_from_pose
+from densereg_data.format.template_facts import TemplateFacts
 from densereg_data.raster.api import interpolate, rasterize
 
 
@@ -66,3 +69,20 @@ def label_errors(fitter: Fitter, fit: FitResult, truth: SyntheticFace) -> np.nda
         renders.append((raster.mask, interpolate(raster, template.faces, template.vertices)))
     both = renders[0][0] & renders[1][0]
     return np.linalg.norm(renders[0][1][both] - renders[1][1][both], axis=1) / template.eye_distance
+
+
+def landmark_label_errors(uv: np.ndarray, landmarks: np.ndarray, landmark_uv: np.ndarray, facts: TemplateFacts) -> np.ndarray:
+    """Label consistency: per landmark, template distance / eye distance between the U-V rendered at the
+    landmark's pixel and the landmark's own U-V; NaN where that pixel is background or off the image.
+
+    uv: (H, W, 2) rendered; landmarks (n, 2) px; landmark_uv (n, 2); facts: the template's scoring facts.
+    """
+    h, w = uv.shape[:2]
+    cols, rows = np.round(landmarks[:, 0]).astype(int), np.round(landmarks[:, 1]).astype(int)
+    inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
+    out = np.full(len(landmarks), np.nan)
+    got = uv[rows[inside], cols[inside]].astype(np.float64)
+    fg = np.any(got > 0, axis=1)
+    dist = np.linalg.norm(facts.xyz(got) - facts.xyz(landmark_uv[inside]), axis=1) / facts.eye_distance
+    out[np.flatnonzero(inside)[fg]] = dist[fg]
+    return out

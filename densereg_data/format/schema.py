@@ -1,0 +1,62 @@
+"""The shard format's names and shapes (docs/FORMAT.md, version 1): the one place they are written down.
+
+A shard directory holds ``index.json``, ``config.json``, ``template.h5``, ``skipped.jsonl`` and
+``<split>-<nnnnn>.h5`` files. Writers, readers and `verify` all take their rules from here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from densereg_data.conventions import N_LANDMARKS
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "INDEX", "CONFIG", "TEMPLATE", "SKIPPED", "SHARD_RE", "TMP_PREFIX", "SCHEMA",
+           "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "sample_schema", "shard_name"]
+
+FORMAT = "densereg-shards"
+FORMAT_VERSION = 1
+INDEX, CONFIG, TEMPLATE, SKIPPED = "index.json", "config.json", "template.h5", "skipped.jsonl"
+#: A shard file's name: ``<split>-<nnnnn>.h5``; nothing else in a shard folder is ever opened as a shard.
+SHARD_RE = re.compile(r"(?P<split>[a-z0-9_]+)-(?P<n>\d{5})\.h5\Z")
+#: Prefix of the temporary names writers use before the final rename.
+TMP_PREFIX = ".tmp-"
+
+#: dataset -> (dtype, per-sample shape with "S" for the crop side and "C" for the model size).
+SCHEMA: dict[str, tuple[str, tuple]] = {
+    "image": ("uint8", ("S", "S", 3)),
+    "uv": ("float16", ("S", "S", 2)),
+    "parts": ("uint8", ("S", "S")),
+    "landmarks": ("float32", (N_LANDMARKS, 2)),
+    "crop_from_image": ("float64", (2, 3)),
+    "source": ("str", ()),
+    "source_size": ("int32", (2,)),
+    "fit_nme": ("float32", ()),
+    "crop_from_template": ("float64", (3, 4)),
+    "pose": ("float32", (3,)),
+    "coefficients": ("float32", ("C",)),
+}
+#: The per-pixel datasets; the rest are small and read into memory when a shard is opened.
+DENSE = ("image", "uv", "parts")
+#: Shard compressions: "lzf" (every dataset lzf, + shuffle for float16/32; the default) or "none" (the
+#: dense datasets stored raw: about 2x the bytes, faster to read; the small ones stay lzf).
+COMPRESSIONS = ("lzf", "none")
+
+#: template.h5 dataset -> (dtype, shape with "G" for the U-V grid side).
+TEMPLATE_SCHEMA: dict[str, tuple[str, tuple]] = {
+    "landmark_uv": ("float64", (N_LANDMARKS, 2)),
+    "uv_to_xyz": ("float32", ("G", "G", 3)),
+    "eye_distance": ("float64", ()),
+    "part_uv": ("uint8", ("G", "G")),
+}
+TEMPLATE_ATTRS = ("template_id", "template_hash", "units", "model_size")
+
+
+def sample_schema(size: int, model_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """SCHEMA with S and C filled in: name -> (dtype, per-sample shape)."""
+    fill = {"S": int(size), "C": int(model_size)}
+    return {k: (dt, tuple(fill.get(d, d) for d in shape)) for k, (dt, shape) in SCHEMA.items()}
+
+
+def shard_name(split: str, number: int) -> str:
+    """``train-00000.h5``."""
+    return f"{split}-{number:05d}.h5"
