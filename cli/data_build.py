@@ -12,32 +12,6 @@ from pathlib import Path
 import click
 
 
-def _load_config_file(path: str | None) -> dict:
-    """A JSON or TOML file of BuildConfig fields (dashes or underscores); {} without a path."""
-    if not path:
-        return {}
-    from densereg_data.errors import BuildError
-
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-        if p.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-            data = data.get("build", data)
-        else:
-            data = json.loads(text)
-            data = data.get("build", data) if isinstance(data, dict) else data
-    except FileNotFoundError:
-        raise BuildError(f"config file not found: {p}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BuildError(f"cannot read config file {p}: {exc}") from None
-    if not isinstance(data, dict):
-        raise BuildError(f"config file {p} must hold a table/object of build settings")
-    return {k.replace("-", "_"): v for k, v in data.items()}
-
-
 def _explicit(ctx: click.Context, names) -> dict:
     """The parameters the user gave on the command line (not defaults)."""
     from click.core import ParameterSource
@@ -46,20 +20,12 @@ def _explicit(ctx: click.Context, names) -> dict:
 
 
 def resolve_build_config(ctx: click.Context, config_file: str | None):
-    """BuildConfig from dataclass defaults <- config file <- explicit flags."""
-    from densereg_data.build.pipeline import BuildConfig
-    from densereg_data.errors import BuildError
+    """BuildConfig from dataclass defaults <- config file (its [build] table) <- explicit flags."""
+    from densereg_data.build.config import BuildConfig
+    from densereg_data.config import layered_config
 
-    fields = BuildConfig.fields()
-    merged = _load_config_file(config_file)
-    unknown = sorted(set(merged) - fields)
-    if unknown:
-        raise BuildError(f"unknown settings in {config_file}: {', '.join(unknown)} (valid: {', '.join(sorted(fields))})")
-    merged.update(_explicit(ctx, [n for n in ctx.params if n in fields]))
-    try:
-        return BuildConfig(**merged)
-    except TypeError as exc:
-        raise BuildError(f"bad build settings: {exc}") from None
+    return layered_config(BuildConfig, config_file, _explicit(ctx, [n for n in ctx.params if n in BuildConfig.fields()]),
+                          section="build")
 
 
 def register(group: click.Group) -> None:

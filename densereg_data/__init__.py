@@ -15,17 +15,13 @@ facts), `io` (images, landmark files), `geometry` (affines, the crop rule) -> `r
 from __future__ import annotations
 
 import importlib
-from importlib import metadata as _metadata
 
 from densereg_data.errors import (BackendUnavailableError, BuildError, CheckpointError, ConfigError,  # noqa: F401
                                   DenseRegError, FitError, ImageFileError, InputError, LandmarkFileError,
                                   ShapeError, ShardFormatError, TemplateError)
 from densereg_data.format import ShardIndex, TemplateFacts, info, open_shards, read_template_facts, verify  # noqa: F401
 
-try:
-    __version__ = _metadata.version("densereg")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from densereg_data.version import __version__
 
 #: Heavy public names -> the module that defines them (imported on first access).
 _LAZY = {

@@ -70,7 +70,7 @@ def export_densepose(path: str | os.PathLike, out: str | os.PathLike, *, split: 
             r, c = rows[pick], cols[pick]
             uv = s["uv"][r, c].astype(np.float64)
             images.append({"id": i, "file_name": f"images/{name}.png", "iuv_file": f"iuv/{name}_IUV.png",
-                           "height": size, "width": size, "source": s["source"], "split": _split_of(ds, i)})
+                           "height": size, "width": size, "source": s["source"], "split": ds.locate(i)[0]["split"]})
             annotations.append({
                 "id": i, "image_id": i, "category_id": 1, "iscrowd": 0, "bbox": [0, 0, size, size],
                 "area": size * size,
@@ -81,11 +81,6 @@ def export_densepose(path: str | os.PathLike, out: str | os.PathLike, *, split: 
            "images": images, "annotations": annotations, "categories": [{"id": 1, "name": "face", "supercategory": "face"}]}
     atomic_write_bytes(out / "annotations.json", dumps_json(doc))
     return {"out": str(out), "samples": len(images), "points": sum(len(a["dp_x"]) for a in annotations)}
-
-
-def _split_of(ds, i: int) -> str:
-    k = int(np.searchsorted(ds._offsets, i, side="right") - 1)
-    return ds.shards[k]["split"]
 
 
 def read_densepose_export(out: str | os.PathLike) -> list[dict]:

@@ -127,6 +127,11 @@ class ShardReader:
         k = int(np.searchsorted(self._offsets, i, side="right") - 1)
         return k, i - int(self._offsets[k])
 
+    def locate(self, i: int) -> tuple[dict, int]:
+        """(shard record of index.json, row in that shard) of sample `i`; the record names its split."""
+        k, row = self._locate(int(i))
+        return self.shards[k], row
+
     def _read(self, k: int, lo: int, hi: int) -> dict[str, Any]:
         f = self._open(k)
         out: dict[str, Any] = {n: f[n][lo:hi] for n in DENSE}

@@ -16,7 +16,7 @@ def fake_cli(monkeypatch):
     """The CLI with the fake labeller (the real one is exercised by the slow tests)."""
     import densereg_fakes
 
-    from densereg_data.build import pipeline as build
+    from densereg_data.build import sample as build
 
     monkeypatch.setattr(build, "default_labeller", densereg_fakes.fake_labeller)
     monkeypatch.setattr(build, "default_template_facts", densereg_fakes.fake_template_facts)

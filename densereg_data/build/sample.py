@@ -1,0 +1,174 @@
+"""Labelling one sample of a build: a pure function that never raises on bad input.
+
+`label_sample(ref, settings, factory)` reads the image and landmarks, labels the face with the
+process's labeller (built once per process and thread by the picklable `factory`) and returns the
+shard arrays or a skip reason, with per-stage timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from densereg_data.build.datasets import SampleRef
+from densereg_data.errors import DenseRegError, FitError, ImageFileError, LandmarkFileError
+from densereg_data.geometry.affine import apply_affine, compose_affine
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LabelSettings", "Backend", "decode_sample", "label_sample", "STAGES"]
+
+#: Per-stage timers reported at the end of a build (seconds summed over samples).
+STAGES = ("decode", "fit", "crop+render", "write")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """What a worker needs to label one sample (small, picklable)."""
+
+    size: int
+    margin: float
+    max_fit_nme: float | None
+    reduced_decode: bool = True
+
+
+class Backend:
+    """Where labels come from: a picklable zero-argument `labeller_factory` (returns an object with
+    ``label_crop(image, landmarks, size=, margin=)``) and `template_facts(grid)` (template.h5 contents)."""
+
+    def __init__(self, labeller_factory: Callable[[], Any] | None = None,
+                 template_facts: Callable[[int], dict] | None = None) -> None:
+        self.labeller_factory = labeller_factory or default_labeller
+        self.template_facts = template_facts or default_template_facts
+
+
+def default_labeller():
+    from densereg_data.face.labeller import Labeller
+
+    return Labeller()
+
+
+def default_template_facts(grid: int) -> dict:
+    from densereg_data.face.template import template_facts
+
+    return template_facts(grid=grid)
+
+
+_LABELLERS: dict[Any, Any] = {}
+
+
+def _labeller_for(factory: Callable[[], Any]):
+    """One labeller per process (and per thread, for threaded Dask workers), built on first use."""
+    import threading
+
+    name = f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', repr(factory))}"
+    key = (name, os.getpid(), threading.get_ident())
+    lab = _LABELLERS.get(key)
+    if lab is None:
+        lab = _LABELLERS[key] = factory()
+        fitter = getattr(lab, "fitter", None)
+        if fitter is not None and callable(getattr(fitter, "fit", None)):
+            try:  # time the fit apart from crop + render, without touching the labeller's code
+                lab.fitter = _TimedFitter(fitter)
+            except (AttributeError, TypeError):
+                pass
+    return lab
+
+
+class _TimedFitter:
+    """Delegates to a fitter; remembers how long its last `fit` call took (`last_fit_seconds`)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.last_fit_seconds = 0.0
+
+    def fit(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self._inner.fit(*args, **kwargs)
+        finally:
+            self.last_fit_seconds = time.perf_counter() - t0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def decode_sample(ref: SampleRef, settings: LabelSettings):
+    """Read one sample's landmarks and image, decoded at the lowest resolution that loses no detail at
+    the crop size: returns (ReducedImage, landmarks (n, 2) float64 in the reduced image's pixels).
+    Raises LandmarkFileError / ImageFileError."""
+    from densereg_data.io.images import ReducedImage, read_image, read_image_reduced
+    from densereg_data.io.landmarks import read_landmarks
+
+    landmarks = read_landmarks(ref.landmarks).points
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    side = float(max(hi - lo)) * (1.0 + 2.0 * settings.margin)
+    if settings.reduced_decode and side > 0:  # decode at 1/k with k <= side / S: no detail is lost
+        reduced = read_image_reduced(ref.image, min_scale=settings.size / side)
+    else:
+        full = read_image(ref.image)
+        reduced = ReducedImage(full, 1, (full.shape[0], full.shape[1]))
+    if reduced.factor != 1:
+        landmarks = apply_affine(reduced.reduced_from_image, landmarks)
+    return reduced, landmarks
+
+
+def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], Any]) -> dict[str, Any]:
+    """Label one sample. Never raises on bad input: returns ``{"sample": arrays or None, "skip": {...} or
+    None, "times": {stage: seconds}}``. `sample` holds the shard datasets of docs/FORMAT.md."""
+    times = {"decode": 0.0, "fit": 0.0, "crop+render": 0.0}
+
+    def skip(kind: str, reason: str) -> dict:
+        return {"sample": None, "skip": {"source": ref.source, "split": ref.split, "kind": kind, "reason": reason},
+                "times": times}
+
+    t0 = time.perf_counter()
+    try:
+        reduced, landmarks = decode_sample(ref, settings)
+    except LandmarkFileError as exc:
+        return skip("landmarks", str(exc))
+    except ImageFileError as exc:
+        return skip("image", str(exc))
+    image = reduced.image
+    reduced_from_image = reduced.reduced_from_image
+    t1 = time.perf_counter()
+    times["decode"] = t1 - t0
+    try:
+        labeller = _labeller_for(factory)
+        out = labeller.label_crop(image, landmarks, size=settings.size, margin=settings.margin)
+    except FitError as exc:
+        times["fit"] = time.perf_counter() - t1
+        return skip("fit", f"fit failed for {ref.source}: {exc}")
+    except DenseRegError as exc:
+        return skip("label", f"{ref.source}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one sample never ends a build; the skip fraction guards
+        log.warning("labelling %s raised %s: %s", ref.source, type(exc).__name__, exc)
+        return skip("error", f"unexpected {type(exc).__name__} labelling {ref.source}: {exc}")
+    t2 = time.perf_counter()
+    times["fit"] = float(getattr(getattr(labeller, "fitter", None), "last_fit_seconds", 0.0))
+    times["crop+render"] = max(t2 - t1 - times["fit"], 0.0)
+    crop_from_image = np.asarray(out.crop_from_image, np.float64)
+    if reduced.factor != 1:  # the labeller saw the reduced image: crop_from_image = crop_from_reduced ∘ reduced_from_image
+        crop_from_image = compose_affine(crop_from_image, reduced_from_image)
+    nme = float(out.fit_nme)
+    if settings.max_fit_nme is not None and not nme <= settings.max_fit_nme:
+        return skip("fit_nme", f"fit NME {nme:.4f} > --max-fit-nme {settings.max_fit_nme} for {ref.source}")
+    sample = {
+        "image": np.asarray(out.image, np.uint8),
+        "uv": np.asarray(out.uv).astype(np.float16),
+        "parts": np.asarray(out.parts, np.uint8),
+        "landmarks": np.asarray(out.landmarks, np.float32),
+        "crop_from_image": crop_from_image,
+        "source": ref.source,
+        "source_size": np.asarray(reduced.source_size, np.int32),
+        "fit_nme": np.float32(nme),
+        "crop_from_template": np.asarray(out.crop_from_template, np.float64),
+        "pose": np.asarray(out.pose, np.float32),
+        "coefficients": np.asarray(out.coefficients, np.float32),
+    }
+    return {"sample": sample, "skip": None, "times": times}
