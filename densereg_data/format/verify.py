@@ -15,8 +15,10 @@ import numpy as np
 
 from densereg_data.errors import ShardFormatError
 from densereg_data.format.files import sha256_file
-from densereg_data.format.index import ShardIndex
+from densereg_data.format.index import MAX_INDEX_BYTES, ShardIndex
 from densereg_data.format.reader import open_shard_file
+from densereg_data.format.template_facts import read_template_facts
+from densereg_data.format.values import check_values
 from densereg_data.format.schema import (CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
                                          TEMPLATE_ATTRS, TEMPLATE_SCHEMA, sample_schema)
 
@@ -71,13 +73,15 @@ def _check_template(path: Path) -> dict:
         return {a: (f.attrs[a].item() if hasattr(f.attrs[a], "item") else f.attrs[a]) for a in TEMPLATE_ATTRS} | {"grid": g}
 
 
-def verify(path: str | os.PathLike) -> dict:
+def verify(path: str | os.PathLike, *, values: bool = True) -> dict:
     """Check a shard directory; raise `ShardFormatError` naming the first bad file.
 
-    Checks: index.json (format, version, keys, split counts), config.json's sha256, template.h5's
-    schema, and for every shard its byte count and sha256 (before opening it), file attributes,
-    dataset names, dtypes, shapes, chunking and compression, and sample count. Returns a summary
-    {"shards": n, "samples": n, "bytes": n}.
+    Checks: index.json (format, version, keys, types and ranges of its values, split counts, plain
+    shard names), config.json's sha256, template.h5's schema and values, skipped.jsonl (one JSON
+    object per line), and for every shard its byte count and sha256 (before opening it), that it holds
+    only plain datasets stored inside it, its file attributes, dataset names, dtypes, shapes, chunking
+    and compression, sample count, and (unless `values` is False) every array's values
+    (`densereg_data.format.values`). Returns a summary {"shards": n, "samples": n, "bytes": n}.
     """
     root = Path(path)
     sindex = ShardIndex.open(root)
@@ -88,6 +92,8 @@ def verify(path: str | os.PathLike) -> dict:
     if hashlib.sha256(cfg.read_bytes()).hexdigest() != index.get("config_sha256"):
         raise ShardFormatError(f"{cfg}: sha256 does not match index.json's config_sha256")
     tmpl = _check_template(root / TEMPLATE)
+    read_template_facts(root / TEMPLATE)  # values: finite landmark U-V, positive eye distance, grids agree
+    _read_skipped(root / SKIPPED)
     model_size = int(tmpl["model_size"])
     size = int(index["image_size"][0])
     counts: dict[str, int] = {}
@@ -107,6 +113,8 @@ def verify(path: str | os.PathLike) -> dict:
             raise ShardFormatError(f"{p}: sha256 mismatch (the file is corrupt or was changed)")
         with open_shard_file(p) as f:
             check_shard_schema(f, str(p), size=size, model_size=model_size, samples=rec["samples"], split=rec["split"])
+            if values:
+                check_values(f, str(p), n_parts=len(sindex.part_names))
         counts[rec["split"]] = counts.get(rec["split"], 0) + rec["samples"]
         total_bytes += rec["bytes"]
     for split, n in index["splits"].items():
@@ -122,15 +130,25 @@ def verify(path: str | os.PathLike) -> dict:
 
 
 def _read_skipped(path: Path) -> list[dict]:
-    if not path.is_file():
+    """skipped.jsonl: one JSON object per line ([] when absent); ShardFormatError naming the line."""
+    if not path.exists():
         return []
+    if not path.is_file() or path.stat().st_size > MAX_INDEX_BYTES:
+        raise ShardFormatError(f"{path}: not a regular file of at most {MAX_INDEX_BYTES} bytes")
     out = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ShardFormatError(f"{path}: not UTF-8 text") from None
+    for line_no, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
                 raise ShardFormatError(f"{path}:{line_no}: not a JSON line") from None
+            if not isinstance(entry, dict):
+                raise ShardFormatError(f"{path}:{line_no}: not a JSON object")
+            out.append(entry)
     return out
 
 
