@@ -27,6 +27,7 @@ import numpy as np
 
 from densereg_data.geometry.affine import reduction_affine
 from densereg_data.errors import ImageFileError, ShapeError
+from densereg_data.io.untrusted import regular_file
 
 __all__ = ["IMAGE_SUFFIXES", "ReducedImage", "read_image", "read_image_reduced", "image_size", "write_png"]
 
@@ -34,6 +35,11 @@ __all__ = ["IMAGE_SUFFIXES", "ReducedImage", "read_image", "read_image_reduced",
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
 _REDUCTIONS = (8, 4, 2, 1)
+#: The memory bound of decoding: images with more pixels are refused from their header (40 MP is
+#: 120 MB as RGB; full-resolution labels of such an image take a few GB).
+MAX_IMAGE_PIXELS = 40_000_000
+#: Image files larger than this are refused unread.
+MAX_IMAGE_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -67,20 +73,25 @@ class ReducedImage:
 
 
 def _open(path: Path):
+    """Open (header only) a regular image file of at most MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS."""
     from PIL import Image, UnidentifiedImageError
 
+    regular_file(path, "image file", ImageFileError, MAX_IMAGE_BYTES)
     try:
         im = Image.open(path)
-    except FileNotFoundError:
-        raise ImageFileError(f"image file not found: {path}") from None
-    except IsADirectoryError:
-        raise ImageFileError(f"image path is a directory, not a file: {path}") from None
     except UnidentifiedImageError:
         raise ImageFileError(f"not an image (or an unsupported format): {path}") from None
     except Image.DecompressionBombError as exc:
         raise ImageFileError(f"image too large to decode safely ({exc}): {path}") from None
     except OSError as exc:
         raise ImageFileError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # Pillow raises ValueError, SyntaxError, struct.error on hostile headers and chunks
+        raise ImageFileError(f"corrupt image header ({type(exc).__name__}: {str(exc)[:80]}): {path}") from None
+    w, h = im.size
+    if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        raise ImageFileError(f"image of {w}x{h} pixels is empty or larger than the {MAX_IMAGE_PIXELS:,} pixels "
+                             f"densereg decodes: {path}")
     return im
 
 

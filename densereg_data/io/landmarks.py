@@ -27,11 +27,14 @@ import numpy as np
 
 from densereg_data.conventions import LANDMARK_LIMIT_PX, N_LANDMARKS, PTS_ORIGIN
 from densereg_data.errors import LandmarkFileError
+from densereg_data.io.untrusted import read_capped
 
 __all__ = ["Landmarks", "read_landmarks", "read_pts", "write_pts", "read_ljson", "write_ljson", "LANDMARK_SUFFIXES"]
 
 #: File suffixes read by `read_landmarks`, in order of preference when both exist.
 LANDMARK_SUFFIXES: tuple[str, ...] = (".pts", ".ljson")
+#: Landmark files larger than this are refused unread (a 98-point .pts is about 2 kB).
+MAX_LANDMARK_BYTES = 1 << 20
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 _HEADER = re.compile(r"([A-Za-z_]+)\s*:\s*(\S*)\s*\Z")
@@ -89,14 +92,7 @@ def read_landmarks(path: str | os.PathLike, *, n_points: int | None = N_LANDMARK
 
 def _read_text(path: str | os.PathLike) -> str:
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise LandmarkFileError(f"landmark file not found: {p}") from None
-    except IsADirectoryError:
-        raise LandmarkFileError(f"landmark path is a directory, not a file: {p}") from None
-    except OSError as exc:
-        raise LandmarkFileError(f"cannot read landmark file {p}: {exc.strerror or exc}") from None
+    raw = read_capped(p, "landmark file", LandmarkFileError, MAX_LANDMARK_BYTES)
     if not raw.strip():
         raise LandmarkFileError(f"landmark file is empty: {p}")
     try:
@@ -224,6 +220,12 @@ def read_ljson(path: str | os.PathLike, *, n_points: int | None = N_LANDMARKS) -
         doc = json.loads(text, parse_constant=lambda c: _reject_constant(c, p))
     except json.JSONDecodeError as exc:
         raise LandmarkFileError(f"{p}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except LandmarkFileError:
+        raise
+    except RecursionError:
+        raise LandmarkFileError(f"{p}: JSON nested too deeply to be a landmark file") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise LandmarkFileError(f"{p}: not a usable JSON landmark file ({str(exc)[:80]})") from None
     rows = _ljson_points(doc, p, n_points)
     if not isinstance(rows, list):
         raise LandmarkFileError(f"{p}: 'points' must be a list of [y, x] pairs")
@@ -235,7 +237,9 @@ def read_ljson(path: str | os.PathLike, *, n_points: int | None = N_LANDMARKS) -
             if v is None:
                 raise LandmarkFileError(f"{p}: point {i} is missing (null)")
             if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise LandmarkFileError(f"{p}: point {i} has a non-number {v!r}")
+                raise LandmarkFileError(f"{p}: point {i} has a non-number {str(v)[:40]!r}")
+            if not (isinstance(v, float) or abs(v) <= LANDMARK_LIMIT_PX):  # huge ints overflow float64
+                raise LandmarkFileError(f"{p}: point {i} is farther than {LANDMARK_LIMIT_PX:g} pixels from the origin")
         out[i] = (row[1], row[0])
     if n_points is not None and len(rows) != n_points:
         raise LandmarkFileError(f"landmarks must be ({n_points}, 2), got ({len(rows)}, 2) in {p}")
