@@ -68,6 +68,21 @@ class Executor:
 _END = object()
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker when the build's process dies, even by SIGKILL (Linux:
+    PR_SET_PDEATHSIG; elsewhere a worker notices at its next task through the broken pipe)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        return
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
 @register_executor("local")
 class LocalExecutor(Executor):
     """A process pool (fork on Linux); workers=1 runs everything in this process."""
@@ -83,7 +98,8 @@ class LocalExecutor(Executor):
         import multiprocessing as mp
 
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=die_with_parent,
+                                           initargs=(os.getpid(),))
 
         def result(fut):
             try:

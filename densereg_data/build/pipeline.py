@@ -26,8 +26,8 @@ from pathlib import Path
 from densereg_data.build.config import BuildConfig, output_config
 from densereg_data.build.datasets import make_dataset
 from densereg_data.build.executors import EXECUTORS
-from densereg_data.build.plan import existing_shard, plan_shards, prepare_out
-from densereg_data.build.sample import STAGES, Backend, LabelSettings, label_sample
+from densereg_data.build.plan import check_out_vs_root, existing_shard, lock_out, plan_shards, prepare_out
+from densereg_data.build.sample import STAGES, Backend, LabelSettings, label_sample, printable
 from densereg_data.errors import BuildError
 from densereg_data.format import (CONFIG, INDEX, SHARD_RE, SKIPPED, TEMPLATE, ShardRecord, ShardWriter,
                                   atomic_write_bytes, dumps_json, write_index, write_template)
@@ -75,18 +75,23 @@ def _disk_error(exc: OSError, what: str) -> BuildError:
 
 
 def run_build(cfg: BuildConfig, backend: Backend | None = None) -> BuildReport:
-    """Build (or resume) the shard directory `cfg.out`. Raises `BuildError` on a bad setup, on a write
-    failure (completed shards stay), or at the end when more than max_skip_fraction were skipped."""
-    backend = backend or Backend()
-    t_start = time.perf_counter()
+    """Build (or resume) the shard directory `cfg.out`. Raises `BuildError` on a bad setup (also: `out`
+    is the dataset folder, or another build holds it), on a write failure (completed shards stay), or
+    at the end when more than max_skip_fraction were skipped."""
     out = Path(cfg.out).expanduser()
     dataset = make_dataset(cfg.dataset, cfg.root, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    check_out_vs_root(out, dataset.root)
     scan = dataset.scan(cfg.split)
-    candidates = len(scan.samples) + len(scan.unpaired)
     if not scan.samples:
         where = dataset.root if dataset.root is not None else "the sample data folder"
         raise BuildError(f"no image + landmark pairs found under {where} (split {cfg.split!r}, {len(scan.unpaired)} unpaired files)")
+    with lock_out(out):
+        return _run_locked(cfg, backend or Backend(), out, dataset, scan)
 
+
+def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) -> BuildReport:
+    t_start = time.perf_counter()
+    candidates = len(scan.samples) + len(scan.unpaired)
     facts = backend.template_facts(256)
     template = {"id": str(facts["template_id"]), "hash": str(facts["template_hash"])}
     model_size = int(facts["model_size"])
@@ -169,7 +174,8 @@ def run_build(cfg: BuildConfig, backend: Backend | None = None) -> BuildReport:
     report.seconds = time.perf_counter() - t_label
 
     ordered = [records[e["file"]] for e in plan]
-    all_skips = [{"source": u.source, "split": u.split, "kind": "unpaired", "reason": u.reason} for u in scan.unpaired]
+    all_skips = [{"source": printable(u.source), "split": u.split, "kind": "unpaired", "reason": printable(u.reason)}
+                 for u in scan.unpaired]
     for e in plan:
         all_skips += skipped[e["file"]]
     aliases = {a: list(m) for a, m in dataset.aliases.items() if all(s in {e["split"] for e in plan} for s in m)}

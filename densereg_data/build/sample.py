@@ -21,7 +21,7 @@ from densereg_data.geometry.affine import apply_affine, compose_affine
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LabelSettings", "Backend", "decode_sample", "label_sample", "STAGES"]
+__all__ = ["LabelSettings", "Backend", "decode_sample", "label_sample", "implausible_label", "printable", "STAGES"]
 
 #: Per-stage timers reported at the end of a build (seconds summed over samples).
 STAGES = ("decode", "fit", "crop+render", "write")
@@ -98,6 +98,52 @@ class _TimedFitter:
         return getattr(self._inner, name)
 
 
+#: A fitted face turned further than this from the camera is a fit of mirrored or misnumbered
+#: landmarks (real faces of 300-W stay under 45 degrees, mirrored ones land near 165).
+MAX_FACING_DEG = 120.0
+#: A crop with less than this fraction of its area inside the source image holds no face to learn from.
+MIN_IMAGE_FRACTION = 0.01
+
+
+def printable(text: str) -> str:
+    """`text` as valid UTF-8 (undecodable file-name bytes shown as backslash escapes)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def facing_angle(crop_from_template: np.ndarray) -> float:
+    """Degrees between the direction the fitted face looks (template +z) and the direction to the
+    camera (smaller depth): 0 frontal, 90 profile, 180 facing away. crop_from_template: (3, 4)."""
+    look = crop_from_template[:, 2]
+    return float(np.degrees(np.arccos(np.clip(-look[2] / max(np.linalg.norm(look), 1e-300), -1.0, 1.0))))
+
+
+def image_fraction(crop_from_image: np.ndarray, source_size: tuple[int, int], size: int) -> float:
+    """Fraction of the (size x size) crop's area that lies inside the source image (H, W)."""
+    a, (tx, ty) = crop_from_image[0, 0], crop_from_image[:, 2]
+    lo_x, lo_y = (-0.5 - tx) / a, (-0.5 - ty) / a  # the crop's edges in image coordinates
+    side = size / a
+    h, w = source_size
+    ox = max(0.0, min(lo_x + side, w - 0.5) - max(lo_x, -0.5))
+    oy = max(0.0, min(lo_y + side, h - 0.5) - max(lo_y, -0.5))
+    return ox * oy / (side * side)
+
+
+def implausible_label(crop_from_template: np.ndarray, crop_from_image: np.ndarray, source_size, size: int):
+    """(kind, reason) when a label must not become training data, else None."""
+    angle = facing_angle(crop_from_template)
+    if angle > MAX_FACING_DEG:
+        return "facing_away", (f"the fitted face looks {angle:.0f} degrees away from the camera "
+                               "(mirrored or misnumbered landmarks?)")
+    fraction = image_fraction(crop_from_image, source_size, size)
+    if fraction < MIN_IMAGE_FRACTION:
+        return "outside_image", f"the face crop lies outside the image ({100 * fraction:.1f}% of it inside)"
+    return None
+
+
 def decode_sample(ref: SampleRef, settings: LabelSettings):
     """Read one sample's landmarks and image, decoded at the lowest resolution that loses no detail at
     the crop size: returns (ReducedImage, landmarks (n, 2) float64 in the reduced image's pixels).
@@ -124,8 +170,11 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
     times = {"decode": 0.0, "fit": 0.0, "crop+render": 0.0}
 
     def skip(kind: str, reason: str) -> dict:
-        return {"sample": None, "skip": {"source": ref.source, "split": ref.split, "kind": kind, "reason": reason},
-                "times": times}
+        return {"sample": None, "skip": {"source": printable(ref.source), "split": ref.split, "kind": kind,
+                                         "reason": printable(reason)}, "times": times}
+
+    if printable(ref.source) != ref.source:
+        return skip("name", f"file name is not valid UTF-8: {printable(ref.source)}")
 
     t0 = time.perf_counter()
     try:
@@ -156,6 +205,10 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
     if reduced.factor != 1:  # the labeller saw the reduced image: crop_from_image = crop_from_reduced ∘ reduced_from_image
         crop_from_image = compose_affine(crop_from_image, reduced_from_image)
     nme = float(out.fit_nme)
+    implausible = implausible_label(np.asarray(out.crop_from_template, np.float64), crop_from_image,
+                                    reduced.source_size, settings.size)
+    if implausible is not None:
+        return skip(implausible[0], f"{ref.source}: {implausible[1]}")
     if settings.max_fit_nme is not None and not nme <= settings.max_fit_nme:
         return skip("fit_nme", f"fit NME {nme:.4f} > --max-fit-nme {settings.max_fit_nme} for {ref.source}")
     sample = {

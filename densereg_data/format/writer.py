@@ -14,7 +14,7 @@ import numpy as np
 
 from densereg_data.conventions import DEFAULT_K, PART_NAMES
 from densereg_data.errors import ShapeError
-from densereg_data.format.files import atomic_write_bytes, dumps_json, fsync_replace, sha256_file, tmp_path
+from densereg_data.format.files import atomic_write_bytes, dumps_json
 from densereg_data.format.schema import (COMPRESSIONS, DENSE, FORMAT, FORMAT_VERSION, INDEX, TEMPLATE_ATTRS,
                                          TEMPLATE_SCHEMA, sample_schema)
 
@@ -35,12 +35,33 @@ class ShardRecord:
         return {"file": self.file, "split": self.split, "samples": self.samples, "bytes": self.bytes, "sha256": self.sha256}
 
 
+def _in_memory_h5(name: Path):
+    """A new HDF5 file built in memory (nothing touches the disk until `_persist`)."""
+    import h5py
+
+    return h5py.File(name, "w", driver="core", backing_store=False)
+
+
+def _persist(f, final: Path) -> tuple[int, str]:
+    """Close the in-memory HDF5 file `f` and write its bytes to `final` through a temporary name;
+    returns (bytes, sha256). A full disk is a plain OSError (ENOSPC) here, raised by Python's own
+    write, never HDF5 failing mid-flush."""
+    import hashlib
+
+    f.flush()
+    image = f.id.get_file_image()
+    f.close()
+    atomic_write_bytes(final, image)
+    return len(image), hashlib.sha256(image).hexdigest()
+
+
 class ShardWriter:
-    """Write one shard file sample by sample; `close` renames it into place and returns its record.
+    """Write one shard file sample by sample; `close` writes it into place and returns its record.
 
     size: crop side S; model_size: C; capacity: the most samples it will hold (space is reserved, and
     trimmed to the samples appended on close). attrs: extra file attributes (JSON-able scalars/str).
-    On any exception inside a ``with`` block the temporary file is removed and nothing is renamed.
+    The file is assembled in memory and written on `close` (atomically, through a temporary name), so a
+    full disk or an exception inside a ``with`` block leaves nothing under the final name.
     """
 
     def __init__(self, path: str | os.PathLike, split: str, *, size: int, model_size: int, capacity: int,
@@ -54,9 +75,8 @@ class ShardWriter:
         self.capacity = max(int(capacity), 1)
         if compression not in COMPRESSIONS:
             raise ShapeError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-        self.tmp = tmp_path(self.path)
         self._dsets = None
-        self._file = h5py.File(self.tmp, "w")
+        self._file = _in_memory_h5(self.path)
         try:
             f = self._file
             f.attrs["format"] = FORMAT
@@ -104,16 +124,16 @@ class ShardWriter:
             if self.n != self.capacity:
                 for name in self.schema:
                     f[name].resize(self.n, axis=0)
-            f.close()
             self._file = None
-            fsync_replace(self.tmp, self.path)
+            nbytes, digest = _persist(f, self.path)
         except BaseException:
+            self._file = f
             self.abort()
             raise
-        return ShardRecord(self.path.name, self.split, self.n, self.path.stat().st_size, sha256_file(self.path))
+        return ShardRecord(self.path.name, self.split, self.n, nbytes, digest)
 
     def abort(self) -> None:
-        """Drop the temporary file (safe to call twice)."""
+        """Drop the file being built (safe to call twice)."""
         self._dsets = None
         if self._file is not None:
             try:
@@ -121,7 +141,6 @@ class ShardWriter:
             except Exception:  # noqa: BLE001 - the file is being discarded anyway
                 pass
             self._file = None
-        self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "ShardWriter":
         return self
@@ -133,22 +152,19 @@ class ShardWriter:
 
 def write_template(path: str | os.PathLike, facts: dict[str, Any]) -> Path:
     """Write template.h5 from `template_facts(...)`: the TEMPLATE_SCHEMA arrays and TEMPLATE_ATTRS."""
-    import h5py
-
     final = Path(path)
-    tmp = tmp_path(final)
+    f = _in_memory_h5(final)
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            for name, (dtype, _) in TEMPLATE_SCHEMA.items():
-                f.create_dataset(name, data=np.asarray(facts[name], dtype=dtype))
-            for key in TEMPLATE_ATTRS:
-                value = facts[key]
-                f.attrs[key] = int(value) if key == "model_size" else str(value)
-        fsync_replace(tmp, final)
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        for name, (dtype, _) in TEMPLATE_SCHEMA.items():
+            f.create_dataset(name, data=np.asarray(facts[name], dtype=dtype))
+        for key in TEMPLATE_ATTRS:
+            value = facts[key]
+            f.attrs[key] = int(value) if key == "model_size" else str(value)
+        _persist(f, final)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        f.close()
         raise
     return final
 

@@ -45,7 +45,7 @@ class FakeLabeller:
         lm = landmarks @ a[:, :2].T + a[:, 2]
         m = np.zeros((3, 4))
         m[:2, :2] = np.eye(2) * s
-        m[2, 2] = 1.0
+        m[2, 2] = -1.0  # the face looks at the camera (smaller depth)
         nme = float(np.std(landmarks) / (np.abs(landmarks).max() + 1) / 10)
         return CropLabels(crop, uv, parts, lm, a, m, np.array([1.0, 2.0, 3.0]),
                           np.arange(MODEL_SIZE, dtype=np.float64) * nme, nme)

@@ -194,7 +194,7 @@ def test_other_config_refused_unless_overwrite(tree, tmp_path):
     verify(tmp_path / "o")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(BuildError, match=r"is not empty and holds no shards"):
+    with pytest.raises(BuildError, match=r"is not empty and holds no densereg build"):
         run_build(_cfg(tree, tmp_path / "other"), fake_backend())
 
 

@@ -1,7 +1,8 @@
 """`pts`: any folder tree of image + ``.pts``/``.ljson`` pairs, split into train/val by a stable hash.
 
 Convention: train/val split
-    A pair's key is its path relative to the root without the suffix (``sub/img_01``). It goes to
+    A pair's key is its path relative to the root without the suffix (``sub/img_01``; undecodable file-name
+    bytes hashed as the bytes they are). It goes to
     ``val`` when ``int(sha256(f"{seed}:{key}")[:16], 16) / 2**64 < val_fraction``, else ``train``:
     the split of a file never depends on which other files exist, so adding faces keeps old ones put.
 """
@@ -16,7 +17,7 @@ from densereg_data.errors import BuildError
 
 def val_score(key: str, seed: int) -> float:
     """The pair key's position in [0, 1) for the train/val split (see the module's Convention)."""
-    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{seed}:{key}".encode("utf-8", "surrogateescape")).hexdigest()
     return int(digest[:16], 16) / 2.0**64
 
 
