@@ -7,7 +7,6 @@ calls one library function. Heavy imports happen inside the commands so that --h
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -91,7 +90,9 @@ def register(group: click.Group) -> None:
     def preview(path: str, out: str, n: int, split: str | None) -> None:
         """Contact sheet: crops with iso-u/iso-v lines, part colours and landmarks."""
         from densereg_data.build.preview import write_contact_sheet
+        from densereg_data.io.outputs import check_output
 
+        check_output(out, [path])
         click.echo(f"wrote {write_contact_sheet(path, out, n=n, split=split)}")
 
     @group.command("export")
@@ -104,6 +105,8 @@ def register(group: click.Group) -> None:
     def export(path: str, fmt: str, out: str, split: str | None, points: int) -> None:
         """Export shards, e.g. as DensePose IUV PNGs + COCO-style JSON."""
         from densereg_data.build.export import export_shards
+        from densereg_data.io.outputs import check_output
 
+        check_output(out, [path])
         summary = export_shards(path, out, format=fmt, split=split, points=points)
         click.echo(f"exported {summary['samples']} samples to {summary['out']}")

@@ -12,6 +12,7 @@ datasets).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,9 +21,53 @@ import numpy as np
 
 from densereg_data.errors import ShardFormatError
 from densereg_data.format.index import ShardIndex
-from densereg_data.format.schema import DENSE, FORMAT, FORMAT_VERSION, SCHEMA
+from densereg_data.format.schema import DENSE, FORMAT, FORMAT_VERSION, SCHEMA, sample_schema
 
-__all__ = ["ShardReader", "open_shards", "open_shard_file", "check_plain_hdf5", "read_split"]
+__all__ = ["ShardReader", "open_shards", "open_shard_file", "check_plain_hdf5", "check_shard_schema", "h5_guard",
+           "read_split"]
+
+
+@contextlib.contextmanager
+def h5_guard(path):
+    """Turn whatever h5py raises on a corrupt or hostile file into one ShardFormatError naming `path`."""
+    try:
+        yield
+    except ShardFormatError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise ShardFormatError(f"{path}: corrupt or unreadable HDF5 content ({why})") from None
+
+
+def _h5_dtype_name(ds) -> str:
+    import h5py
+
+    if h5py.check_string_dtype(ds.dtype) is not None:
+        return "str"
+    return ds.dtype.name
+
+
+def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int | None, split: str | None) -> None:
+    """Raise `ShardFormatError` naming `name` unless the open h5py file `f` follows the shard schema."""
+    if f.attrs.get("format") != FORMAT or int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+        raise ShardFormatError(f"{name}: file attributes do not say {FORMAT} version {FORMAT_VERSION}")
+    if split is not None and f.attrs.get("split") != split:
+        raise ShardFormatError(f"{name}: split attribute {f.attrs.get('split')!r}, index says {split!r}")
+    schema = sample_schema(size, model_size)
+    missing = sorted(set(schema) - set(f.keys()))
+    if missing:
+        raise ShardFormatError(f"{name}: missing datasets {missing}")
+    n = f["image"].shape[0]
+    if samples is not None and n != samples:
+        raise ShardFormatError(f"{name}: holds {n} samples, index says {samples}")
+    for key, (dtype, shape) in schema.items():
+        ds = f[key]
+        if _h5_dtype_name(ds) != dtype:
+            raise ShardFormatError(f"{name}: {key} has dtype {_h5_dtype_name(ds)}, expected {dtype}")
+        if ds.shape != (n, *shape):
+            raise ShardFormatError(f"{name}: {key} has shape {ds.shape}, expected {(n, *shape)}")
+        if ds.chunks != (1, *shape) or ds.compression not in ("lzf", None):
+            raise ShardFormatError(f"{name}: {key} is not chunked one sample per chunk (lzf or raw)")
 
 
 def check_plain_hdf5(f, path) -> None:
@@ -44,9 +89,12 @@ def check_plain_hdf5(f, path) -> None:
             raise ShardFormatError(f"{path}: {name} uses external storage (it would read other files)")
 
 
-def open_shard_file(path: str | os.PathLike):
+def open_shard_file(path: str | os.PathLike, *, size: int | None = None, samples: int | None = None,
+                    split: str | None = None):
     """Open one shard (or template.h5) read-only, checked by `check_plain_hdf5` and for the format
-    attributes; returns the h5py.File. Raises ShardFormatError naming the file."""
+    attributes; with `size` (a shard's crop side), also against the schema (`check_shard_schema`, the
+    model size taken from its own coefficients). Returns the h5py.File; ShardFormatError naming the
+    file otherwise."""
     import h5py
 
     path = Path(path)
@@ -57,10 +105,15 @@ def open_shard_file(path: str | os.PathLike):
     except OSError as exc:
         raise ShardFormatError(f"{path}: not a readable HDF5 file ({str(exc).splitlines()[0][:120]})") from None
     try:
-        check_plain_hdf5(f, path)
-        version = f.attrs.get("format_version", None)
-        if f.attrs.get("format") != FORMAT or version is None or int(version) != FORMAT_VERSION:
-            raise ShardFormatError(f"{path}: file attributes do not say {FORMAT} version {FORMAT_VERSION}")
+        with h5_guard(path):
+            check_plain_hdf5(f, path)
+            version = f.attrs.get("format_version", None)
+            if f.attrs.get("format") != FORMAT or version is None or int(version) != FORMAT_VERSION:
+                raise ShardFormatError(f"{path}: file attributes do not say {FORMAT} version {FORMAT_VERSION}")
+            if size is not None:
+                coeff = f["coefficients"] if "coefficients" in f else None
+                model_size = coeff.shape[1] if coeff is not None and coeff.ndim == 2 else -1
+                check_shard_schema(f, str(path), size=size, model_size=model_size, samples=samples, split=split)
     except BaseException:
         f.close()
         raise
@@ -71,12 +124,14 @@ def read_split(index: ShardIndex, split: str, keys=("image", "uv", "parts", "lan
     """Every sample of a split in memory, e.g. {"image": (N, S, S, 3) uint8, "uv": (N, S, S, 2) float16,
     "parts": (N, S, S) uint8, "landmarks": (N, 68, 2) float32}."""
     parts: dict[str, list] = {k: [] for k in keys}
-    for path, n in index.files(split):
-        with open_shard_file(path) as f:
+    size = index.image_size[0]
+    for rec in index.records(split):
+        path = index.root / rec["file"]
+        with open_shard_file(path, size=size, samples=rec["samples"], split=rec["split"]) as f, h5_guard(path):
             for k in keys:
-                if k not in f or f[k].shape[:1] != (n,):
-                    raise ShardFormatError(f"{path}: {k} missing or not {n} samples long as index.json says")
-                parts[k].append(f[k][:n])
+                parts[k].append(f[k][()])
+    if not any(parts.values()) or not parts[keys[0]]:
+        raise ShardFormatError(f"split {split!r} in {index.root} is empty (0 samples)")
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -112,9 +167,13 @@ class ShardReader:
             self._files, self._small, self._dense, self._pid = {}, {}, {}, os.getpid()
         f = self._files.get(k)
         if f is None:
-            f = open_shard_file(self.path / self.shards[k]["file"])
+            rec = self.shards[k]
+            path = self.path / rec["file"]
+            f = open_shard_file(path, size=self.index.image_size[0], samples=rec["samples"], split=rec["split"])
+            with h5_guard(path):
+                small = {n: f[n][()] for n in SCHEMA if n not in DENSE}
             self._files[k] = f
-            self._small[k] = {n: f[n][()] for n in SCHEMA if n not in DENSE}
+            self._small[k] = small
             self._dense[k] = tuple((n, f[n]) for n in DENSE)
         return f
 
@@ -134,9 +193,10 @@ class ShardReader:
 
     def _read(self, k: int, lo: int, hi: int) -> dict[str, Any]:
         f = self._open(k)
-        out: dict[str, Any] = {n: f[n][lo:hi] for n in DENSE}
-        for n, arr in self._small[k].items():
-            out[n] = [s.decode("utf-8") for s in arr[lo:hi]] if n == "source" else arr[lo:hi]
+        with h5_guard(f.filename):
+            out: dict[str, Any] = {n: f[n][lo:hi] for n in DENSE}
+            for n, arr in self._small[k].items():
+                out[n] = [s.decode("utf-8") for s in arr[lo:hi]] if n == "source" else arr[lo:hi]
         return out
 
     def __getitem__(self, item):
@@ -145,9 +205,10 @@ class ShardReader:
         k, j = self._locate(int(item))
         if k not in self._files or self._pid != os.getpid():
             self._open(k)
-        out = {n: d[j] for n, d in self._dense[k]}
-        for n, arr in self._small[k].items():
-            out[n] = arr[j].decode("utf-8") if n == "source" else arr[j]
+        with h5_guard(self._files[k].filename):
+            out = {n: d[j] for n, d in self._dense[k]}
+            for n, arr in self._small[k].items():
+                out[n] = arr[j].decode("utf-8") if n == "source" else arr[j]
         return out
 
     def _slice(self, start: int, stop: int, step: int) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from densereg_data.conventions import N_LANDMARKS
 from densereg_data.errors import ShardFormatError
-from densereg_data.format.reader import open_shard_file
+from densereg_data.format.reader import h5_guard, open_shard_file
 from densereg_data.format.schema import TEMPLATE_ATTRS
 
 __all__ = ["TemplateFacts", "read_template_facts", "fill_off_face", "uv_lookup"]
@@ -118,7 +118,7 @@ class TemplateFacts:
 def read_template_facts(path: str | os.PathLike) -> TemplateFacts:
     """Read and check a template.h5 (see docs/FORMAT.md); ShardFormatError naming the file otherwise."""
     path = Path(path)
-    with open_shard_file(path) as f:
+    with open_shard_file(path) as f, h5_guard(path):
         try:
             def get(name, dtype, shape_ndim):
                 ds = f[name]

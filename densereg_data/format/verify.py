@@ -16,48 +16,17 @@ import numpy as np
 from densereg_data.errors import ShardFormatError
 from densereg_data.format.files import sha256_file
 from densereg_data.format.index import MAX_INDEX_BYTES, ShardIndex
-from densereg_data.format.reader import open_shard_file
+from densereg_data.format.reader import check_shard_schema, h5_guard, open_shard_file
 from densereg_data.format.template_facts import read_template_facts
 from densereg_data.format.values import check_values
-from densereg_data.format.schema import (CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
-                                         TEMPLATE_ATTRS, TEMPLATE_SCHEMA, sample_schema)
+from densereg_data.format.schema import (CONFIG, INDEX, SHARD_RE, SKIPPED, TEMPLATE,
+                                         TEMPLATE_ATTRS, TEMPLATE_SCHEMA)
 
 __all__ = ["verify", "info", "format_info", "check_shard_schema"]
 
 
-def _h5_dtype_name(ds) -> str:
-    import h5py
-
-    if h5py.check_string_dtype(ds.dtype) is not None:
-        return "str"
-    return ds.dtype.name
-
-
-def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int | None, split: str | None) -> None:
-    """Raise `ShardFormatError` naming `name` unless the open h5py file `f` follows the shard schema."""
-    if f.attrs.get("format") != FORMAT or int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-        raise ShardFormatError(f"{name}: file attributes do not say {FORMAT} version {FORMAT_VERSION}")
-    if split is not None and f.attrs.get("split") != split:
-        raise ShardFormatError(f"{name}: split attribute {f.attrs.get('split')!r}, index says {split!r}")
-    schema = sample_schema(size, model_size)
-    missing = sorted(set(schema) - set(f.keys()))
-    if missing:
-        raise ShardFormatError(f"{name}: missing datasets {missing}")
-    n = f["image"].shape[0]
-    if samples is not None and n != samples:
-        raise ShardFormatError(f"{name}: holds {n} samples, index says {samples}")
-    for key, (dtype, shape) in schema.items():
-        ds = f[key]
-        if _h5_dtype_name(ds) != dtype:
-            raise ShardFormatError(f"{name}: {key} has dtype {_h5_dtype_name(ds)}, expected {dtype}")
-        if ds.shape != (n, *shape):
-            raise ShardFormatError(f"{name}: {key} has shape {ds.shape}, expected {(n, *shape)}")
-        if ds.chunks != (1, *shape) or ds.compression not in ("lzf", None):
-            raise ShardFormatError(f"{name}: {key} is not chunked one sample per chunk (lzf or raw)")
-
-
 def _check_template(path: Path) -> dict:
-    with open_shard_file(path) as f:
+    with open_shard_file(path) as f, h5_guard(path):
         for key, (dtype, shape) in TEMPLATE_SCHEMA.items():
             if key not in f:
                 raise ShardFormatError(f"{path}: missing dataset {key}")
@@ -111,7 +80,7 @@ def verify(path: str | os.PathLike, *, values: bool = True) -> dict:
             raise ShardFormatError(f"{p}: {p.stat().st_size} bytes, index says {rec['bytes']}")
         if sha256_file(p) != rec["sha256"]:
             raise ShardFormatError(f"{p}: sha256 mismatch (the file is corrupt or was changed)")
-        with open_shard_file(p) as f:
+        with open_shard_file(p) as f, h5_guard(p):
             check_shard_schema(f, str(p), size=size, model_size=model_size, samples=rec["samples"], split=rec["split"])
             if values:
                 check_values(f, str(p), n_parts=len(sindex.part_names))
@@ -163,8 +132,8 @@ def info(path: str | os.PathLike) -> dict[str, Any]:
     nme = []
     for rec in index["shards"]:
         if rec["samples"]:
-            with open_shard_file(root / rec["file"]) as f:
-                nme.append(np.asarray(f["fit_nme"][()], dtype=np.float64))
+            with open_shard_file(root / rec["file"]) as f, h5_guard(root / rec["file"]):
+                nme.append(np.asarray(f["fit_nme"][()], dtype=np.float64).reshape(-1))
     nme_all = np.concatenate(nme) if nme else np.zeros(0, np.float32)
     total = sum(r["bytes"] for r in index["shards"])
     n = int(sum(index["splits"].values()))
