@@ -2,9 +2,9 @@
 
 Each variant runs in a fresh Python process (allocator state is per process), calls `render_uv_parts`
 on bench_raster.py's inputs at 1024x1024 `--runs` times after 3 warm-up calls, and reports the median
-time and the minor page faults per call. "four" restores the allocation used before 2026-11-21 (triangle,
-barycentrics, U-V and parts as separate arrays) by replacing `raster._raster_arrays` and
-`raster._uv_parts_arrays`; see the comment above `_raster_arrays` for why the count differs.
+time and the minor page faults per call. "four" allocates triangle, barycentrics, U-V and parts as
+separate arrays (the layout the rasterizer had before) by replacing `densereg_data.raster.cpu.raster_arrays`
+and `uv_parts_arrays` in that process; the comment above `raster_arrays` says why the count differs.
 
     .venv/bin/python benchmarks/bench_raster_alloc.py [--runs 20] [--rounds 3]
 """
@@ -28,17 +28,17 @@ def child(variant: str, runs: int) -> None:
     import warnings
 
     import numpy as np
-
     from _common import time_it
     from bench_raster import bench_inputs
-    from densereg_data.raster import api as raster
+
+    from densereg_data.raster import api, cpu
 
     warnings.filterwarnings("ignore")
     if variant == "four":
-        raster._raster_arrays = lambda h, w: (np.empty((h, w), np.int32), np.empty((h, w, 3), np.float32))
-        raster._uv_parts_arrays = lambda h, w: (np.empty((h, w, 2), np.float32), np.empty((h, w), np.uint8))
+        cpu.raster_arrays = lambda h, w: (np.empty((h, w), np.int32), np.empty((h, w, 3), np.float32))
+        cpu.uv_parts_arrays = lambda h, w: (np.empty((h, w, 2), np.float32), np.empty((h, w), np.uint8))
     v, f, uv, parts = bench_inputs(1024)
-    t = time_it(lambda: raster.render_uv_parts(v, f, uv, parts, (1024, 1024)), runs=runs, warmup=3)
+    t = time_it(lambda: api.render_uv_parts(v, f, uv, parts, (1024, 1024)), runs=runs, warmup=3)
     print(json.dumps(t))
 
 

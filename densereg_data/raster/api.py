@@ -42,25 +42,22 @@ the number of threads: with ``threads=n`` the CPU backend cuts the image into n 
 draws each on its own thread, every triangle still classified and tested on its whole box, so each
 pixel gets the same arithmetic as with one thread. (Vertices beyond `FIXED_POINT_LIMIT_PX` take the
 float64 path, which uses one thread.)
+
+Backends (`BACKENDS`): "cpu", the numba z-buffer (`cpu`, `fast`, `coverage`, `float64`); "reference",
+the same rules in plain numpy (`reference`), slow, the oracle the "cpu" backend equals bit for bit;
+"pyrender", OpenGL through pyrender (`gl`, optional), a cross-check with GL's own fill rule.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from densereg_data.raster import fast as _cpu
 from densereg_data.errors import ShapeError
-from densereg_data.raster.coverage import FIXED_POINT_LIMIT_PX, SUBPIXEL_BITS
-
-logger = logging.getLogger(__name__)
-
+from densereg_data.raster import cpu, fast, reference, validate
+from densereg_data.raster.constants import FIXED_POINT_LIMIT_PX, SUBPIXEL_BITS
 
 __all__ = [
     "BACKENDS",
@@ -73,11 +70,6 @@ __all__ = [
     "render_uv_parts",
     "SUBPIXEL_BITS",
 ]
-
-
-# --------------------------------------------------------------------------------------------
-# The record
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -95,10 +87,10 @@ class Raster:
     def __post_init__(self) -> None:
         tri, bary = self.triangle, self.bary
         if not isinstance(tri, np.ndarray) or tri.ndim != 2 or tri.dtype != np.int32:
-            raise ShapeError(f"Raster.triangle must be (H, W) int32, got {_describe(tri)}")
+            raise ShapeError(f"Raster.triangle must be (H, W) int32, got {validate.describe(tri)}")
         h, w = tri.shape
         if not isinstance(bary, np.ndarray) or bary.shape != (h, w, 3) or bary.dtype != np.float32:
-            raise ShapeError(f"Raster.bary must be ({h}, {w}, 3) float32, got {_describe(bary)}")
+            raise ShapeError(f"Raster.bary must be ({h}, {w}, 3) float32, got {validate.describe(bary)}")
 
     @property
     def mask(self) -> np.ndarray:
@@ -111,10 +103,6 @@ class Raster:
         h, w = self.triangle.shape
         return int(h), int(w)
 
-
-# --------------------------------------------------------------------------------------------
-# Backend registry
-# --------------------------------------------------------------------------------------------
 
 #: name -> function(vertices (V, 3) float64/float32, faces (F, 3) int32/int64, size, cull, threads)
 #: -> Raster, called with validated, contiguous inputs; `threads` is the CPU threads the caller allows.
@@ -141,212 +129,41 @@ def _get_backend(name: str) -> Callable[..., Raster]:
         raise ValueError(f"unknown raster backend {name!r}; valid backends: {valid}") from None
 
 
-# --------------------------------------------------------------------------------------------
-# Validation (public boundary)
-# --------------------------------------------------------------------------------------------
-
-
-def _describe(a: object) -> str:
-    if isinstance(a, np.ndarray):
-        return f"{a.shape} {a.dtype}"
-    return type(a).__name__
-
-
-def _check_triples(a: object, kinds: str, dtypes: tuple[type, type], expected: str) -> np.ndarray:
-    """a as a contiguous (N, 3) array of one of `dtypes` (cast to the first when another dtype of
-    `kinds`); ShapeError "{expected}, got ..." otherwise."""
-    x = np.asarray(a)
-    if x.ndim != 2 or x.shape[1] != 3 or x.dtype.kind not in kinds:
-        raise ShapeError(f"{expected}, got {_describe(x)}")
-    if x.dtype not in dtypes:
-        x = x.astype(dtypes[0])
-    return np.ascontiguousarray(x)
-
-
-def _check_vertices(vertices: object) -> np.ndarray:
-    return _check_triples(vertices, "fiu", (np.float64, np.float32),
-                          "vertices must be (V, 3) float (x, y, depth) pixels")
-
-
-def _check_faces(faces: object) -> np.ndarray:
-    return _check_triples(faces, "iu", (np.int64, np.int32), "faces must be (F, 3) integer")
-
-
-def _check_size(size: object) -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in size)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ShapeError(f"size must be (height, width), got {size!r}") from None
-    if h <= 0 or w <= 0:
-        raise ShapeError(f"size must be positive (height, width), got ({h}, {w})")
-    return h, w
-
-
-def _check_threads(threads: object) -> int:
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
-    return int(threads)
-
-
-def _face_index_error(faces: np.ndarray, n_vertices: int, bad: int) -> ShapeError:
-    return ShapeError(
-        f"faces must index vertices in [0, {n_vertices}), got {faces[bad].tolist()} at face {bad}"
-    )
-
-
-def _check_raster_faces(raster: Raster, faces: object) -> np.ndarray:
-    if not isinstance(raster, Raster):
-        raise ShapeError(f"raster must be a Raster, got {type(raster).__name__}")
-    return _check_faces(faces)
-
-
-# Outputs come from two allocations, not four: (triangle, barycentrics), 16 bytes a pixel, and
-# (U-V, parts), 9 bytes a pixel, which is all the label builder keeps. glibc hands memory freed at the
-# top of its heap back to the OS once it exceeds twice the largest recent allocation: with four arrays
-# (largest: barycentrics, 12 bytes a pixel, of 25) it did so after every call, and each call at
-# 1024 x 1024 then paid ~1,500 page faults (~4 ms) to map the pages again; with two (largest 16 of 25)
-# the memory is reused. BENCHMARKS.md, "Rasterizer", has the measurement.
-
-
-def _raster_arrays(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uninitialised (H, W) int32 triangle and (H, W, 3) float32 barycentric images, one allocation."""
-    block = np.empty(16 * h * w, dtype=np.uint8)
-    bary = block[: 12 * h * w].view(np.float32).reshape(h, w, 3)
-    return block[12 * h * w :].view(np.int32).reshape(h, w), bary
-
-
-def _uv_parts_arrays(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Uninitialised (H, W, 2) float32 U-V and (H, W) uint8 parts images, one allocation; the U-V
-    image starts the block, so it is aligned for `_zbuffer_checked`'s uint64 keys."""
-    block = np.empty(9 * h * w, dtype=np.uint8)
-    return block[: 8 * h * w].view(np.float32).reshape(h, w, 2), block[8 * h * w :].reshape(h, w)
-
-
-_POOL: tuple[ThreadPoolExecutor, int] | None = None  # (pool, its number of workers)
-_POOL_LOCK = threading.Lock()
-
-
-def _forget_pool() -> None:
-    """In a forked child the pool's threads do not exist: start a new pool when one is needed."""
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _in_bands(draw: Callable[[int, int], int], height: int, threads: int) -> list[int]:
-    """draw(row0, row1) over `threads` bands of equal height (fewer for a short image), the first on
-    the calling thread and the others on a shared pool; their results in band order."""
-    n = max(1, min(threads, height))
-    if n == 1:
-        return [draw(0, height)]
-    edges = [height * k // n for k in range(n + 1)]
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[1] < n - 1:
-            _POOL = (ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="densereg-raster"), n - 1)
-        pool = _POOL[0]
-    others = [pool.submit(draw, edges[k], edges[k + 1]) for k in range(1, n)]
-    first = draw(edges[0], edges[1])
-    return [first] + [f.result() for f in others]
-
-
-def _zbuffer_checked(
-    verts: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull: bool, uv=None, face_parts=None,
-    threads: int = 1,
-):
-    """Validated inputs -> Raster (triangle image, -1 = background, and barycentrics); with `uv` and
-    `face_parts`, also the U-V and parts images, made in the same final pass: (raster, uv, parts).
-    With `threads` > 1 the image is cut into that many bands of rows, each z-buffered and finished
-    by its own thread (`raster_cpu.zbuffer_fixed` gives a band the same pixels as the whole image)."""
-    h, w = size
-    nv = verts.shape[0]
-    tri, bary = _raster_arrays(h, w)
-    fx = np.empty(nv, dtype=np.int32)
-    fy = np.empty(nv, dtype=np.int32)
-    fz = np.empty(nv, dtype=np.float32)
-    status = _cpu.snap(verts, fx, fy, fz)
-    if status == 2:
-        raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(verts)}")
-    if status == 0:
-        with_uv = uv is not None
-        uv_img, parts_img = _uv_parts_arrays(h, w) if with_uv else _uv_parts_arrays(0, 0)
-        # the keys (8 bytes a pixel) live in the U-V image's memory when there is one: `raster_cpu.finish`
-        # reads each pixel's key before it writes that pixel's U-V over it
-        key = uv_img.reshape(-1).view(np.uint64) if with_uv else np.empty(h * w, dtype=np.uint64)
-        if not with_uv:
-            uv, face_parts = np.zeros((0, 2)), np.zeros(0, np.uint8)
-        tri_, bary_, uv_, parts_ = tri.reshape(-1), bary.reshape(-1), uv_img.reshape(-1), parts_img.reshape(-1)
-
-        def draw(row0: int, row1: int) -> int:
-            bad = _cpu.zbuffer_fixed(fx, fy, fz, faces, h, w, row0, row1, cull, key, bary_)
-            if bad < 0:
-                a, b = row0 * w, row1 * w
-                _cpu.finish(key[a:b], tri_[a:b], bary_[3 * a : 3 * b], faces, uv, face_parts,
-                            uv_[2 * a : 2 * b], parts_[a:b], with_uv)
-            return bad
-
-        bad = max(_in_bands(draw, h, threads))
-        if bad >= 0:
-            raise _face_index_error(faces, nv, bad)
-        raster = Raster(triangle=tri, bary=bary)
-        return (raster, uv_img, parts_img) if with_uv else raster
-    bad = _cpu.faces_in_range(faces, nv)
-    if bad >= 0:
-        raise _face_index_error(faces, nv, bad)
-    logger.debug("vertices beyond %g px: using the float64 z-buffer", FIXED_POINT_LIMIT_PX)
-    depth = np.empty((h, w), dtype=np.float32)
-    _cpu.zbuffer_float(verts, faces, h, w, cull, tri, depth)
-    _cpu.resolve_bary(verts, faces, tri, bary)
-    raster = Raster(triangle=tri, bary=bary)
-    if uv is None:
-        return raster
-    uv_img, parts_img = _uv_parts_arrays(h, w)
-    _cpu.interpolate_into(faces, uv, raster.triangle, raster.bary, uv_img)
-    _cpu.face_labels_into(face_parts, raster.triangle, parts_img)
-    return raster, uv_img, parts_img
-
-
-def barycentrics_from_triangle(vertices: np.ndarray, faces: np.ndarray, tri: np.ndarray) -> Raster:
-    """Complete a triangle-index image with barycentrics computed at pixel centres.
-
-    vertices: (V, 3) float64/float32 pixels, validated; faces: (F, 3) int32/int64, validated;
-    tri: (H, W) int32, -1 = background, every other value < F. Used by GPU backends.
-    """
-    bary = np.empty(tri.shape + (3,), dtype=np.float32)
-    _cpu.resolve_bary(vertices, faces, tri, bary)
-    return Raster(triangle=tri, bary=bary)
-
-
-# --------------------------------------------------------------------------------------------
-# Backends
-# --------------------------------------------------------------------------------------------
+def _check_finite_and_indices(vertices: np.ndarray, faces: np.ndarray) -> None:
+    """What the "cpu" backend checks inside its kernels, for the other backends."""
+    if not np.isfinite(vertices).all():
+        raise validate.non_finite_error(vertices)
+    bad = np.flatnonzero(((faces < 0) | (faces >= vertices.shape[0])).any(1))
+    if bad.size:
+        raise validate.face_index_error(faces, vertices.shape[0], int(bad[0]))
 
 
 @register_backend("cpu")
 def _rasterize_cpu(
     vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool, threads: int
 ) -> Raster:
-    return _zbuffer_checked(vertices, faces, size, cull_backfaces, threads=threads)
+    tri, bary, _, _ = cpu.render(vertices, faces, size, cull_backfaces, threads=threads)
+    return Raster(triangle=tri, bary=bary)
+
+
+@register_backend("reference")
+def _rasterize_reference(
+    vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool, threads: int
+) -> Raster:
+    _check_finite_and_indices(vertices, faces)
+    tri, bary = reference.rasterize(vertices, faces, size, cull_backfaces)
+    return Raster(triangle=tri, bary=bary)
 
 
 @register_backend("pyrender")
 def _rasterize_pyrender(
     vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], cull_backfaces: bool, threads: int
 ) -> Raster:
-    from densereg_data.raster.gl import rasterize_gl  # optional: pyrender + OpenGL
+    from densereg_data.raster.gl import triangles_gl  # optional: pyrender + OpenGL
 
-    if not _cpu.all_finite(vertices):
-        raise ShapeError(f"vertices must be finite, got NaN or inf in {_describe(vertices)}")
-
-    return rasterize_gl(vertices, faces, size, cull_backfaces=cull_backfaces)
-
-
-# --------------------------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------------------------
+    _check_finite_and_indices(vertices, faces)
+    tri = triangles_gl(vertices, faces, size, cull_backfaces=cull_backfaces)
+    return Raster(triangle=tri, bary=cpu.barycentrics(vertices, faces, tri))
 
 
 def rasterize(
@@ -363,19 +180,25 @@ def rasterize(
     vertices: (V, 3) float, (x, y, depth) in pixels of the output image, y down, smaller depth nearer.
     faces: (F, 3) int, indices into vertices.
     size: (height, width) of the output.
-    backend: a key of `BACKENDS` ("cpu", or "pyrender" which needs OpenGL).
+    backend: a key of `BACKENDS`: "cpu"; "reference" (plain numpy, slow, the same output bit for
+        bit); "pyrender" (needs OpenGL).
     threads: the CPU backend draws the image in this many bands of rows at once (the output does
-        not depend on it); the pyrender backend ignores it.
+        not depend on it); the other backends ignore it.
     Returns a `Raster` of shape (height, width).
 
     Convention: pixel centres, depth and visibility, fill rule, winding, barycentrics: see the
     module docstring. The point (x=3, y=1) is sampled by ``raster.triangle[1, 3]``.
     """
     fn = _get_backend(backend)
-    v = _check_vertices(vertices)
-    f = _check_faces(faces)
-    hw = _check_size(size)
-    return fn(v, f, hw, bool(cull_backfaces), _check_threads(threads))
+    v = validate.vertices(vertices)
+    f = validate.faces(faces)
+    hw = validate.size(size)
+    return fn(v, f, hw, bool(cull_backfaces), validate.threads(threads))
+
+
+def _check_raster(raster: object) -> None:
+    if not isinstance(raster, Raster):
+        raise ShapeError(f"raster must be a Raster, got {type(raster).__name__}")
 
 
 def interpolate(raster: Raster, faces: np.ndarray, attribute: np.ndarray) -> np.ndarray:
@@ -386,13 +209,14 @@ def interpolate(raster: Raster, faces: np.ndarray, attribute: np.ndarray) -> np.
 
     Convention: barycentric weights of the pixel centre (module docstring), combined in float64.
     """
-    f = _check_raster_faces(raster, faces)
+    _check_raster(raster)
+    f = validate.faces(faces)
     a = np.asarray(attribute)
     squeeze = a.ndim == 1
     if squeeze:
         a = a[:, None]
     if a.ndim != 2 or a.dtype.kind not in "fiub":
-        raise ShapeError(f"attribute must be (V, C) or (V,) numeric, got {_describe(a)}")
+        raise ShapeError(f"attribute must be (V, C) or (V,) numeric, got {validate.describe(a)}")
     if a.dtype.kind == "b":
         a = a.astype(np.float64)
     a = np.ascontiguousarray(a)
@@ -403,7 +227,7 @@ def interpolate(raster: Raster, faces: np.ndarray, attribute: np.ndarray) -> np.
         )
     h, w = raster.size
     out = np.empty((h, w, a.shape[1]), dtype=np.float32)
-    bad = _cpu.interpolate_into(f, a, raster.triangle, raster.bary, out)
+    bad = fast.interpolate_into(f, a, raster.triangle, raster.bary, out)
     if bad >= 0:
         raise ShapeError(f"raster holds triangle {bad}, faces has only {f.shape[0]} rows")
     return out[:, :, 0] if squeeze else out
@@ -415,14 +239,13 @@ def face_labels(raster: Raster, labels: np.ndarray) -> np.ndarray:
     raster: `Raster` (H, W); labels: (F,) uint8 (parts: 1..8, see `densereg_data.conventions`).
     Returns (H, W) uint8, 0 on background.
     """
-    if not isinstance(raster, Raster):
-        raise ShapeError(f"raster must be a Raster, got {type(raster).__name__}")
+    _check_raster(raster)
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.dtype != np.uint8:
-        raise ShapeError(f"labels must be (F,) uint8, got {_describe(lab)}")
+        raise ShapeError(f"labels must be (F,) uint8, got {validate.describe(lab)}")
     h, w = raster.size
     out = np.empty((h, w), dtype=np.uint8)
-    bad = _cpu.face_labels_into(np.ascontiguousarray(lab), raster.triangle, out)
+    bad = fast.face_labels_into(np.ascontiguousarray(lab), raster.triangle, out)
     if bad >= 0:
         raise ShapeError(f"raster holds triangle {bad}, labels has only {lab.shape[0]} entries")
     return out
@@ -447,16 +270,16 @@ def render_uv_parts(
 
     Convention: as `rasterize` (module docstring).
     """
-    v = _check_vertices(vertices)
-    f = _check_faces(faces)
-    hw = _check_size(size)
-    n_threads = _check_threads(threads)
+    v = validate.vertices(vertices)
+    f = validate.faces(faces)
+    hw = validate.size(size)
+    n_threads = validate.threads(threads)
     uv_ = np.asarray(uv)
     if uv_.shape != (v.shape[0], 2) or uv_.dtype.kind != "f":
-        raise ShapeError(f"uv must be ({v.shape[0]}, 2) float, got {_describe(uv_)}")
+        raise ShapeError(f"uv must be ({v.shape[0]}, 2) float, got {validate.describe(uv_)}")
     parts = np.asarray(face_parts)
     if parts.shape != (f.shape[0],) or parts.dtype != np.uint8:
-        raise ShapeError(f"face_parts must be ({f.shape[0]},) uint8, got {_describe(parts)}")
-    uv_ = np.ascontiguousarray(uv_)
-    parts = np.ascontiguousarray(parts)
-    return _zbuffer_checked(v, f, hw, bool(cull_backfaces), uv_, parts, n_threads)
+        raise ShapeError(f"face_parts must be ({f.shape[0]},) uint8, got {validate.describe(parts)}")
+    tri, bary, uv_img, parts_img = cpu.render(v, f, hw, bool(cull_backfaces), np.ascontiguousarray(uv_),
+                                              np.ascontiguousarray(parts), n_threads)
+    return Raster(triangle=tri, bary=bary), uv_img, parts_img

@@ -1,4 +1,4 @@
-"""Fixed-point triangle coverage for the CPU z-buffer (`raster_cpu.zbuffer_fixed`).
+"""Fixed-point triangle coverage for the CPU z-buffer (`fast.zbuffer_fixed`).
 
 Vertices snapped to 1/256 pixel (`SUBPIXEL_BITS`) give exact int64 edge functions (`_edges`), so the
 top-left fill rule (`top_left_bias`) is exact and shared edges are watertight. A chunk of `CHUNK`
@@ -19,11 +19,13 @@ distances in one array).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from densereg_data.raster.constants import SUBPIXEL_BITS
+from densereg_data.raster.jit import kernel
 
-@numba.njit(cache=True, nogil=True, inline="always")
+
+@kernel(inline="always")
 def _trailing_zeros_portable(word):  # pragma: no cover - numba
     """Index of the lowest set bit of a non-zero integer (a loop; the fallback of `trailing_zeros`)."""
     n = 0
@@ -38,15 +40,10 @@ except ImportError:  # pragma: no cover - a numba that moved it
     trailing_zeros = _trailing_zeros_portable
 
 
-#: Vertices are snapped to 1/256 pixel for the integer z-buffer (as GPUs do).
-SUBPIXEL_BITS = 8
 _ONE = 1 << SUBPIXEL_BITS
-#: Farther than this from the origin (pixels) the snapped edge functions could overflow int64;
-#: meshes with such vertices take the slower float64 path `zbuffer_float` (same conventions).
-FIXED_POINT_LIMIT_PX = float(1 << 22)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _edges(x0, y0, x1, y1, x2, y2, px, py):  # pragma: no cover - numba
     """Snapped edge functions of triangle (x0, y0), (x1, y1), (x2, y2) at the sample (px, py), all
     int64 fixed point.
@@ -71,21 +68,21 @@ def _edges(x0, y0, x1, y1, x2, y2, px, py):  # pragma: no cover - numba
             ((y2 - y1) ^ m) - m, ((y0 - y2) ^ m) - m, ((y1 - y0) ^ m) - m)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def top_left_bias(dx, dy):  # pragma: no cover - numba
     """Top-left rule: on an edge (w == 0) a sample counts when the interior normal (-dy, dx) points
     to +x, or to +y; this bias b makes "w - b >= 0" the inside test."""
     return np.int64(not ((dy < 0) | ((dy == 0) & (dx > 0))))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def drawn(area, cull):  # pragma: no cover - numba
     """Whether a triangle of twice-signed area `area` is drawn: not degenerate and, with `cull`, not
-    back-facing (area > 0: clockwise as seen in the image; `raster`'s docstring, "winding")."""
+    back-facing (area > 0: clockwise as seen in the image; `api`'s docstring, "winding")."""
     return (area != 0) & ~(cull & (area > 0))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _box(x0, x1, x2, y0, y1, y2, wmax, hmax):  # pragma: no cover - numba
     """The pixel centres (c0..c1, r0..r1) of a snapped triangle's bounding box, clipped to the image;
     empty when c0 > c1 or r0 > r1."""
@@ -98,13 +95,13 @@ def _box(x0, x1, x2, y0, y1, y2, wmax, hmax):  # pragma: no cover - numba
 
 #: Triangles per chunk of `zbuffer_fixed` (a multiple of 64): the chunk's packed coordinates (6 KiB
 #: an array) and its table of depth-test constants (~70 KiB) stay in L1 and L2 cache from the
-#: gather to the depth tests. (512 measured 2% faster than 1024 at 1024 x 1024, the same at 256.)
+#: gather to the depth tests.
 CHUNK = 512
 #: A snapped x (or y) whose box holds no pixel centre: pads the last chunk.
 NO_HIT = 1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def packed_triangle(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
     """Triangle j packed as xs[3j:3j+3], ys[3j:3j+3] (snapped, int32): its pixel-centre box
     (c0, c1, r0, r1, clipped to [0, wmax] x [0, hmax]) and `_edges` at the box's first sample (c0, r0)."""
@@ -120,14 +117,14 @@ def packed_triangle(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
     return c0, c1, r0, r1, area, w0, w1, w2, dx0, dx1, dx2, dy0, dy1, dy2
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _pixel_steps(dx0, dx1, dx2, dy0, dy1, dy2):  # pragma: no cover - numba
     """How each edge function w_k changes per whole pixel: (sx0, sx1, sx2) along +x, (sy0, sy1, sy2) along +y."""
     return (-dy0 << SUBPIXEL_BITS, -dy1 << SUBPIXEL_BITS, -dy2 << SUBPIXEL_BITS,
             dx0 << SUBPIXEL_BITS, dx1 << SUBPIXEL_BITS, dx2 << SUBPIXEL_BITS)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _first_sample(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
     """`packed_triangle` j, as what the coverage tests need: (drawn-independent) box size n_cols,
     n_rows, the signed area, e_k = w_k - b_k at the box's first sample (see `top_left_bias`) and the
@@ -139,7 +136,7 @@ def _first_sample(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
             sx0, sx1, sx2, sy0, sy1, sy2)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cover - numba
     """uint64 bits 0..3: sample dc = 0..3 of a box row is inside the triangle and the box (dc <
     n_cols and the row is in the box: in_box), given e_k = w_k - b_k at dc = 0 and the +x steps sx_k
@@ -151,14 +148,14 @@ def _row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cove
     return np.uint64(m0) | (np.uint64(m1) << np.uint64(1)) | (np.uint64(m2) << np.uint64(2)) | (np.uint64(m3) << np.uint64(3))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def row_coverage8(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box):  # pragma: no cover - numba
     """`_row_coverage` for the samples dc = 0..7 of a row: uint64 bits 0..7."""
     return (_row_coverage(e0, e1, e2, sx0, sx1, sx2, n_cols, in_box)
             | _row_coverage(e0 + 4 * sx0, e1 + 4 * sx1, e2 + 4 * sx2, sx0, sx1, sx2, n_cols - 4, in_box) << np.uint64(4))
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bits):  # pragma: no cover - numba
     """Vectorized triage of a chunk: bit b of one_bits[i] = triangle 64 i + b of the chunk is drawn
     and covers the single pixel centre in its box; of small_bits[i] = its box holds more than one
@@ -190,7 +187,7 @@ def classify(xs, ys, n_words, height, width, cull, one_bits, small_bits, big_bit
         big_bits[i] = big_word
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def cover4x4(xs, ys, n, height, width, cull, covered):  # pragma: no cover - numba
     """Vectorized coverage of boxes of up to 4 x 4 pixel centres: covered[j] bit 4 dr + dc = triangle
     j (vertices xs[3j:3j+3], ys[3j:3j+3], as in `classify`) is drawn and covers the sample
@@ -214,7 +211,7 @@ def cover4x4(xs, ys, n, height, width, cull, covered):  # pragma: no cover - num
 LARGER = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def cover8x8(xs, ys, n, height, width, cull, covered):  # pragma: no cover - numba
     """`cover4x4` for boxes of up to 8 x 8: covered[j] bit 8 dr + dc; `LARGER` for a drawn triangle
     whose box is larger."""
@@ -231,14 +228,14 @@ def cover8x8(xs, ys, n, height, width, cull, covered):  # pragma: no cover - num
         covered[j] = (LARGER if larger else mask) if is_drawn else np.uint64(0)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def band_rows(r0, n_rows, row0, row1):  # pragma: no cover - numba
     """The rows lo..hi-1 of a box (first row r0, n_rows rows) that lie in the band row0..row1-1,
     counted from the box's first row (lo >= hi: none)."""
     return max(row0 - r0, 0), min(row1 - r0, n_rows)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _box_rows(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
     """The rows r0..r1 of `packed_triangle` j's box (clipped to the image; empty when r0 > r1)."""
     _, _, r0, r1 = _box(np.int64(xs[3 * j]), np.int64(xs[3 * j + 1]), np.int64(xs[3 * j + 2]),
@@ -246,7 +243,7 @@ def _box_rows(xs, ys, j, wmax, hmax):  # pragma: no cover - numba
     return r0, r1
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def keep_band(xs, ys, n_words, height, width, row0, row1, one_bits, small_bits, big_bits):  # pragma: no cover - numba
     """Clear the `classify` bits of the chunk's triangles whose box (clipped to the image) has no row
     in row0..row1-1. Vectorized like `classify`; run only when the z-buffer draws a band of rows."""
@@ -262,7 +259,7 @@ def keep_band(xs, ys, n_words, height, width, row0, row1, one_bits, small_bits, 
         big_bits[i] &= keep
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _first_rows(k, side_bits):  # pragma: no cover - numba
     """The bits of the first k rows of a 2^side_bits-wide coverage mask (k clipped to 0..2^side_bits)."""
     if k <= 0:
@@ -272,7 +269,7 @@ def _first_rows(k, side_bits):  # pragma: no cover - numba
     return (np.uint64(1) << np.uint64(k << side_bits)) - np.uint64(1)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def mask_band(xs, ys, n, height, width, row0, row1, side_bits, covered):  # pragma: no cover - numba
     """Clear the bits of `cover4x4` (side_bits 2) or `cover8x8` (3) masks outside the rows row0..row1-1
     (`LARGER` marks are left: `_walk_larger` clips its rows itself). Run only for a band of rows."""
@@ -292,7 +289,7 @@ P0, W0, W1, W2, SX0, SX1, SX2, SY0, SY1, SY2, NCOLS, NROWS, AREA = range(13)
 N_FIELDS = 13
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def setup_table(xs, ys, n, height, width, table):  # pragma: no cover - numba
     """Per-triangle constants of the depth tests, table[field * CHUNK + j] (fields `P0`...`AREA`),
     for packed triangles j < n. Vectorized (the rows are at constant distances in one array, so LLVM
@@ -316,7 +313,7 @@ def setup_table(xs, ys, n, height, width, table):  # pragma: no cover - numba
         table[AREA * CHUNK + j] = abs(area)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def depth_planes(zs, table, n, planes):  # pragma: no cover - numba
     """planes[k * CHUNK + j] = z_k / area (k = 0, 1, 2) and planes[3 * CHUNK + j] = 1 / area, twice
     the area being table's `AREA` (0 gives inf; such a triangle is never drawn)."""
@@ -328,7 +325,7 @@ def depth_planes(zs, table, n, planes):  # pragma: no cover - numba
         planes[3 * CHUNK + j] = inv
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def set_bits(bits, n_words, out):  # pragma: no cover - numba
     """The positions of the set bits of bits[:n_words] into out, in order; their count."""
     n = 0
@@ -341,7 +338,7 @@ def set_bits(bits, n_words, out):  # pragma: no cover - numba
     return n
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def pack(bits, n_words, xs, ys, zs, start, hits, p_xs, p_ys, p_zs, p_tri):  # pragma: no cover - numba
     """Copy the chunk's triangles whose bit is set (vertices xs, ys, zs; triangle index start + j)
     into p_xs, p_ys, p_zs, p_tri. Returns their count."""

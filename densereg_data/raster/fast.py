@@ -1,45 +1,37 @@
-"""The CPU backend's numba kernels: fixed-point z-buffer, final pass, float64 fallback, interpolation.
+"""The fixed-point z-buffer's numba kernels: snapping, the z-buffer of a band of rows, the final
+pass, and interpolation through a finished raster.
 
-`densereg_data.raster.api` validates inputs, allocates outputs and calls these; its module docstring
-holds the conventions they implement (pixel centres, depth and visibility, the top-left fill rule,
-winding, barycentrics). Nothing here checks its inputs: every kernel expects the validated,
-contiguous arrays `raster` hands it, and reports bad face indices by returning them.
+`densereg_data.raster.api` holds the conventions these implement (pixel centres, depth and
+visibility, the top-left fill rule, winding, barycentrics) and `densereg_data.raster.reference` the
+same rules written plainly, the oracle these must equal bit for bit. Nothing here checks its inputs:
+every kernel expects the validated, contiguous arrays `densereg_data.raster.cpu` hands it, and
+reports bad face indices by returning them.
 
-The hot path (`raster._zbuffer_checked`): `snap` the vertices to fixed point, `zbuffer_fixed` keeps
-per pixel the nearest triangle's key and barycentrics (chunks of triangles: vectorized coverage from
-`raster_coverage`, then scalar depth tests of the covered samples), `finish` turns keys into
-triangle indices and fills U-V and parts. Far vertices take `zbuffer_float`, then `resolve_bary` per
-pixel. `interpolate_into` and `face_labels_into` read any per-vertex or per-face data through a
-finished raster (U-V and parts on the far-vertex path too).
+The path (`cpu.render`): `snap` the vertices to fixed point; `zbuffer_fixed` keeps per pixel the
+nearest triangle's key and barycentrics (chunks of triangles: vectorized coverage from `coverage`,
+then scalar depth tests of the covered samples); `finish` turns keys into triangle indices and fills
+U-V and parts. `interpolate_into` and `face_labels_into` read any per-vertex or per-face data through
+a finished raster (U-V and parts on the far-vertex path of `float64` too).
 
-A numba pitfall, measured here: an `inline="always"` helper that stores into arrays inside a branch
-can leave numba's reference-count calls (NRT_incref / NRT_decref) in the hot loop that calls it,
-and the kernel then runs 2-3 times slower with the same output (the depth tests written out inside
-`_test_sample` took 15.9 ms at 1024 x 1024 instead of 5.7). Depth tests go through `_win`, which
+A numba pitfall met here: an `inline="always"` helper that stores into arrays inside a branch can
+leave numba's reference-count calls (NRT_incref / NRT_decref) in the hot loop that calls it, and the
+kernel then runs several times slower with the same output. Depth tests go through `_win`, which
 compiles without them; after changing the loops, look for NRT calls in `inspect_asm`.
-
-A second pitfall, also met here: numba's on-disk cache (``cache=True``) stamps each kernel with its
-own file's modification time only. These kernels compile in the passes of `raster_coverage`, so
-after editing that module, touch this one (or delete the ``*.nbi`` and ``*.nbc`` files under
-``densereg_data/__pycache__``): otherwise the cached kernels keep running the old passes (a
-deliberately broken `mask_band` passed the tests until the cache was cleared).
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
+from densereg_data.raster.constants import FIXED_POINT_LIMIT_PX, SUBPIXEL_BITS
 from densereg_data.raster.coverage import (
     CHUNK,
-    FIXED_POINT_LIMIT_PX,
     LARGER,
     N_FIELDS,
     NCOLS,
     NO_HIT,
     NROWS,
     P0,
-    SUBPIXEL_BITS,
     SX0,
     SX1,
     SX2,
@@ -54,7 +46,6 @@ from densereg_data.raster.coverage import (
     cover4x4,
     cover8x8,
     depth_planes,
-    drawn,
     keep_band,
     mask_band,
     pack,
@@ -65,9 +56,10 @@ from densereg_data.raster.coverage import (
     top_left_bias,
     trailing_zeros,
 )
+from densereg_data.raster.jit import kernel
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def all_finite(a):  # pragma: no cover - numba
     flat = a.ravel()
     for i in range(flat.size):
@@ -77,15 +69,7 @@ def all_finite(a):  # pragma: no cover - numba
     return True
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _edge(xa, ya, xb, yb):  # pragma: no cover - numba
-    """Canonical form of edge a->b: (origin x, origin y, dx, dy, sign) with E_ab = sign * E_canon."""
-    if ya < yb or (ya == yb and xa < xb):
-        return xa, ya, xb - xa, yb - ya, 1.0
-    return xb, yb, xa - xb, ya - yb, -1.0
-
-
-@numba.njit(cache=True, nogil=True)
+@kernel
 def snap(verts, fx, fy, fz):  # pragma: no cover - numba
     """(x, y) -> int32 fixed point (x 256, rounded half to even) in fx, fy; depth -> float32 fz.
 
@@ -107,7 +91,7 @@ def snap(verts, fx, fy, fz):  # pragma: no cover - numba
     return status
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def faces_in_range(faces, n_vertices):  # pragma: no cover - numba
     """-1 when every index is in [0, n_vertices), else the first bad face."""
     for t in range(faces.shape[0]):
@@ -119,7 +103,7 @@ def faces_in_range(faces, n_vertices):  # pragma: no cover - numba
     return -1
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _depth_key(z, t):  # pragma: no cover - numba
     """uint64 key ordered as (depth, triangle index): float32 depth bits made monotonic, then t."""
     bits = np.uint32(np.float32(z).view(np.uint32))
@@ -127,7 +111,7 @@ def _depth_key(z, t):  # pragma: no cover - numba
     return (np.uint64(bits) << np.uint64(32)) | np.uint64(t)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _win(key, bary, k, t, z, w0, w1, w2, inv):  # pragma: no cover - numba
     """Depth test at flat pixel k: keep (z, t) if its key is the smallest so far, with its barycentrics
     (the exact edge functions times inv = 1 / twice the area)."""
@@ -142,7 +126,7 @@ def _win(key, bary, k, t, z, w0, w1, w2, inv):  # pragma: no cover - numba
 _NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _test_sample(key, bary, table, planes, j, t, dc, dr, width):  # pragma: no cover - numba
     """Depth test of packed triangle j (triangle t) at the sample (c0 + dc, r0 + dr) of its box."""
     w0 = table[W0 * CHUNK + j] + dc * table[SX0 * CHUNK + j] + dr * table[SY0 * CHUNK + j]
@@ -152,7 +136,7 @@ def _test_sample(key, bary, table, planes, j, t, dc, dr, width):  # pragma: no c
     _win(key, bary, table[P0 * CHUNK + j] + dr * width + dc, t, z, w0, w1, w2, planes[3 * CHUNK + j])
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _depth_tests(key, bary, table, planes, covered, tri, n, width, side_bits):  # pragma: no cover - numba
     """Depth tests of the covered samples of packed triangles 0..n-1 (triangle indices tri[j]):
     covered[j] is a mask of a box of 2^side_bits x 2^side_bits samples, bit (dr << side_bits) + dc
@@ -168,7 +152,7 @@ def _depth_tests(key, bary, table, planes, covered, tri, n, width, side_bits):  
             _test_sample(key, bary, table, planes, j, tri[j], q & col_mask, q >> side_bits, width)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _walk_larger(key, bary, table, planes, covered, tri, n, width, row0, row1):  # pragma: no cover - numba
     """Depth tests of the packed triangles marked `LARGER`, in the rows row0..row1-1: the box in
     blocks of 8 x 8 samples, a coverage mask for each block (eight `row_coverage8`), then the set
@@ -203,7 +187,7 @@ def _walk_larger(key, bary, table, planes, covered, tri, n, width, row0, row1): 
                     _test_sample(key, bary, table, planes, j, tri[j], dc0 + (q & 7), dr0 + (q >> 3), width)
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def zbuffer_fixed(fx, fy, fz, faces, height, width, row0, row1, cull, key, bary):  # pragma: no cover - numba
     """Integer z-buffer over snapped vertices, of the image rows row0..row1-1 (all rows: 0, height);
     key flat (H*W,) uint64, bary flat (H*W*3,) float32, of which only those rows are written.
@@ -219,7 +203,7 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, row0, row1, cull, key, bary)
         and their coverage masks made (`cover4x4` for 4 x 4 boxes, `cover8x8` for 8 x 8), all
         vectorized; `_depth_tests` visits the covered samples, and `_walk_larger` the boxes
         larger than 8 x 8.
-    Every test is the exact int64 arithmetic of `raster_coverage._edges`, so the top-left rule is exact and
+    Every test is the exact int64 arithmetic of `coverage._edges`, so the top-left rule is exact and
     watertight whichever stage decides it; barycentrics are the edge functions over twice the area
     at the winning sample. Depth is interpolated as sum_k w_k z_k / area for one-pixel boxes and as
     sum_k w_k (z_k / area) for larger ones (the float64 rounding each has always had). Visibility
@@ -228,7 +212,7 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, row0, row1, cull, key, bary)
 
     A band of rows gives the same keys and barycentrics as the whole image in those rows: every
     triangle is classified, tabled and tested on its box clipped to the image, and the band only
-    masks the rows it tests, so bands can be z-buffered apart (`raster`, threads).
+    masks the rows it tests, so bands can be z-buffered apart (`cpu.render`, threads).
 
     Returns -1, or the index of a face with an out-of-range vertex index.
     """
@@ -259,7 +243,7 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, row0, row1, cull, key, bary)
     for start in range(0, nf, CHUNK):
         m = min(CHUNK, nf - start)
         largest = np.uint64(0)
-        for j in range(3 * m):  # one flat loop over the chunk's vertex indices (3.5% faster at 256)
+        for j in range(3 * m):  # one flat loop over the chunk's vertex indices
             i = np.uint64(flat_faces[3 * start + j])  # as unsigned, a negative index is a huge one
             largest = max(largest, i)
             i = min(i, last)  # never read outside the arrays, even for a bad face
@@ -300,7 +284,7 @@ def zbuffer_fixed(fx, fy, fz, faces, height, width, row0, row1, cull, key, bary)
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def finish(key, tri, bary, faces, uv, face_parts, uv_img, parts_img, with_uv):  # pragma: no cover
     """Triangle index from the keys, barycentrics zeroed on background; with `with_uv`, also U-V
     (flat (H*W*2,) float32) and parts (flat (H*W,) uint8) in the same pass. uv_img may share
@@ -332,126 +316,7 @@ def finish(key, tri, bary, faces, uv, face_parts, uv_img, parts_img, with_uv):  
         parts_img[i] = face_parts[t]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _coords(verts, i0, i1, i2, axis):  # pragma: no cover - numba
-    """Coordinate `axis` (0 x, 1 y, 2 depth) of vertices i0, i1, i2, as float64."""
-    return np.float64(verts[i0, axis]), np.float64(verts[i1, axis]), np.float64(verts[i2, axis])
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _centre_span(a0, a1, a2, top):  # pragma: no cover - numba
-    """First and last integer (pixel centre) in [min, max] of three coordinates, clipped to [0, top]."""
-    return max(np.ceil(min(a0, a1, a2)), 0.0), min(np.floor(max(a0, a1, a2)), np.float64(top))
-
-
-@numba.njit(cache=True, nogil=True)
-def zbuffer_float(verts, faces, height, width, cull, tri, depth):  # pragma: no cover - numba
-    """Exact float64 fallback for far vertices; tri, depth (H, W). Returns -1 or a bad face index."""
-    for r in range(height):
-        for c in range(width):
-            tri[r, c] = -1
-            depth[r, c] = np.inf
-    nv = verts.shape[0]
-    wmax = width - 1
-    hmax = height - 1
-    for t in range(faces.shape[0]):
-        i0 = faces[t, 0]
-        i1 = faces[t, 1]
-        i2 = faces[t, 2]
-        if i0 < 0 or i0 >= nv or i1 < 0 or i1 >= nv or i2 < 0 or i2 >= nv:
-            return t
-        x0, x1, x2 = _coords(verts, i0, i1, i2, 0)
-        c0, c1 = _centre_span(x0, x1, x2, wmax)
-        if c0 > c1:
-            continue
-        y0, y1, y2 = _coords(verts, i0, i1, i2, 1)
-        r0, r1 = _centre_span(y0, y1, y2, hmax)
-        if r0 > r1:
-            continue
-        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-        if not drawn(area, cull):
-            continue
-        s = 1.0 if area > 0.0 else -1.0
-        inv = 1.0 / (s * area)
-        z0, z1, z2 = _coords(verts, i0, i1, i2, 2)
-        # edge k is opposite vertex k; w_k = s * E(edge k) > 0 inside
-        ax0, ay0, dx0, dy0, g0 = _edge(x1, y1, x2, y2)
-        ax1, ay1, dx1, dy1, g1 = _edge(x2, y2, x0, y0)
-        ax2, ay2, dx2, dy2, g2 = _edge(x0, y0, x1, y1)
-        g0 *= s
-        g1 *= s
-        g2 *= s
-        # top-left: keep w == 0 when the interior normal g * (-dy, dx) points to +x, or to +y
-        tl0 = (-g0 * dy0 > 0.0) or (dy0 == 0.0 and g0 * dx0 > 0.0)
-        tl1 = (-g1 * dy1 > 0.0) or (dy1 == 0.0 and g1 * dx1 > 0.0)
-        tl2 = (-g2 * dy2 > 0.0) or (dy2 == 0.0 and g2 * dx2 > 0.0)
-        for r in range(int(r0), int(r1) + 1):
-            py = np.float64(r)
-            for c in range(int(c0), int(c1) + 1):
-                px = np.float64(c)
-                w0 = g0 * (dx0 * (py - ay0) - dy0 * (px - ax0))
-                if w0 < 0.0 or (w0 == 0.0 and not tl0):
-                    continue
-                w1 = g1 * (dx1 * (py - ay1) - dy1 * (px - ax1))
-                if w1 < 0.0 or (w1 == 0.0 and not tl1):
-                    continue
-                w2 = g2 * (dx2 * (py - ay2) - dy2 * (px - ax2))
-                if w2 < 0.0 or (w2 == 0.0 and not tl2):
-                    continue
-                z = np.float32((w0 * z0 + w1 * z1 + w2 * z2) * inv)
-                if z < depth[r, c]:
-                    depth[r, c] = z
-                    tri[r, c] = t
-    return -1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _bary_at(verts, i0, i1, i2, px, py):  # pragma: no cover - numba
-    """Barycentrics of (px, py) in triangle (i0, i1, i2): clamped >= 0, summing to 1."""
-    x0 = np.float64(verts[i0, 0])
-    y0 = np.float64(verts[i0, 1])
-    x1 = np.float64(verts[i1, 0])
-    y1 = np.float64(verts[i1, 1])
-    x2 = np.float64(verts[i2, 0])
-    y2 = np.float64(verts[i2, 1])
-    b0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
-    b1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
-    b2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
-    inv = 1.0 / (b0 + b1 + b2)
-    b0 *= inv
-    b1 *= inv
-    b2 *= inv
-    if (b0 < 0.0) | (b1 < 0.0) | (b2 < 0.0):  # pixel centre on or just past an edge
-        b0 = max(b0, 0.0)
-        b1 = max(b1, 0.0)
-        b2 = max(b2, 0.0)
-        inv = 1.0 / (b0 + b1 + b2)
-        b0 *= inv
-        b1 *= inv
-        b2 *= inv
-    return b0, b1, b2
-
-
-@numba.njit(cache=True, nogil=True)
-def resolve_bary(verts, faces, tri, bary):  # pragma: no cover - numba
-    """Fill bary (H, W, 3) float32 from tri."""
-    height, width = tri.shape
-    for r in range(height):
-        py = np.float64(r)
-        for c in range(width):
-            t = tri[r, c]
-            if t < 0:
-                bary[r, c, 0] = 0.0
-                bary[r, c, 1] = 0.0
-                bary[r, c, 2] = 0.0
-                continue
-            b0, b1, b2 = _bary_at(verts, faces[t, 0], faces[t, 1], faces[t, 2], np.float64(c), py)
-            bary[r, c, 0] = b0
-            bary[r, c, 1] = b1
-            bary[r, c, 2] = b2
-
-
-@numba.njit(cache=True, nogil=True)
+@kernel
 def interpolate_into(faces, attribute, tri, bary, out):  # pragma: no cover - numba
     """Fill out (H, W, C) float32. Returns -1, or a triangle index >= F found in tri."""
     height, width = tri.shape
@@ -481,7 +346,7 @@ def interpolate_into(faces, attribute, tri, bary, out):  # pragma: no cover - nu
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def face_labels_into(labels, tri, out):  # pragma: no cover - numba
     """Fill out (H, W) uint8. Returns -1, or a triangle index >= F found in tri."""
     height, width = tri.shape

@@ -2,9 +2,9 @@
 
 Each triangle is drawn flat and unlit in a colour that encodes ``index + 1`` in 24 bits (R low byte,
 B high byte; 0 = background), with vertices duplicated per face so colours are per face, and read
-back without anti-aliasing. Barycentrics are then recomputed on the CPU from the vertices, so the
-result is a complete `densereg_data.raster.api.Raster`. It exists as a cross-check of the CPU backend
-and as the speed reference in ``benchmarks/bench_raster.py``.
+back without anti-aliasing (`triangles_gl`). The "pyrender" backend of `densereg_data.raster.api`
+then recomputes barycentrics on the CPU from the vertices. It exists as a cross-check of the CPU
+backend and as the speed peer in ``benchmarks/bench_raster.py``.
 
 Convention: pixel centres
     As `densereg_data.raster.api`: the point (x=c, y=r) is the centre of pixel ``[r, c]``. GL samples
@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from densereg_data.errors import BackendUnavailableError
-from densereg_data.raster.api import Raster, barycentrics_from_triangle
 
 logger = logging.getLogger(__name__)
 
@@ -178,11 +177,12 @@ def render_no_readback(scene: Any, size: tuple[int, int], cull_backfaces: bool =
     GL.glFinish()
 
 
-def rasterize_gl(
+def triangles_gl(
     vertices: np.ndarray, faces: np.ndarray, size: tuple[int, int], *, cull_backfaces: bool = False
-) -> Raster:
-    """OpenGL triangle ids + CPU barycentrics; inputs as validated by `raster.rasterize`."""
+) -> np.ndarray:
+    """The (H, W) int32 triangle image (-1 = background) drawn by OpenGL; inputs as validated by
+    `densereg_data.raster.api.rasterize`."""
     scene = build_scene(vertices, faces, size, cull_backfaces)
     tri = render_ids(scene, size, cull_backfaces).astype(np.int32)
     tri[(tri >= len(faces))] = -1  # cannot happen with exact colours; never index out of range
-    return barycentrics_from_triangle(vertices, faces, np.ascontiguousarray(tri))
+    return np.ascontiguousarray(tri)
