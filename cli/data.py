@@ -1,4 +1,4 @@
-"""`densereg-data`: label one face, inspect the template, build and inspect shards.
+"""`densereg-data`: label one face, inspect the face models, build and inspect shards.
 
 Thin front ends: parse, build a config, call one library function. Heavy imports inside commands.
 """
@@ -27,15 +27,20 @@ def cli(verbose: int, quiet: bool) -> None:
     setup_logging(verbose, quiet)
 
 
+MODEL_HELP = "Face model NAME[:PATH] (see `densereg-data model list`)."
+
+
 @cli.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.argument("landmarks", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for labels.npz, iuv.png, overlay.png.")
-def label(image: Path, landmarks: Path, out_dir: Path) -> None:
-    """Fit the template to one face's 68 landmarks and write its dense labels at full resolution."""
-    from densereg_data.build.jobs import label_face_files
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path),
+              help="Folder for labels.npz, label.json, iuv.png, overlay.png.")
+@click.option("--model", default="menpo3d", show_default=True, help=MODEL_HELP)
+def label(image: Path, landmarks: Path, out_dir: Path, model: str) -> None:
+    """Fit a face model to one face's 68 landmarks and write its dense labels at full resolution."""
+    from densereg_data.face.jobs import label_face_files
 
-    s = label_face_files(image, landmarks, out_dir)
+    s = label_face_files(image, landmarks, out_dir, model)
     click.echo(
         f"{image}: fit landmark error {s.mean_error_px:.2f} px, NME {100 * s.nme:.2f}% of the eye distance; "
         f"yaw {s.pose[0]:+.1f}, pitch {s.pose[1]:+.1f}, roll {s.pose[2]:+.1f} deg; "
@@ -43,23 +48,41 @@ def label(image: Path, landmarks: Path, out_dir: Path) -> None:
     )
 
 
-@cli.group()
-def template() -> None:
-    """The face template."""
+@cli.group("model")
+def model_group() -> None:
+    """The face models: what is registered, and what each one is."""
 
 
-@template.command("show")
+@model_group.command("list")
+def model_list() -> None:
+    """List the registered face models, what each needs and its licence."""
+    from densereg_data.face.jobs import list_face_models
+
+    for m in list_face_models():
+        spec = f"{m['name']}:PATH (PATH: {m['path']})" if m["path"] else m["name"]
+        click.echo(f"{m['name']}{' (default)' if m['default'] else ''}\n  spec: {spec}\n  needs: {m['needs']}\n  licence: {m['licence']}")
+
+
+@model_group.command("show")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Also write pictures of its U-V and parts here.")
-@click.option("--template", "template_id", default="menpo3d-face", show_default=True)
-def template_show(out_dir: Path | None, template_id: str) -> None:
-    """Print the template's facts; with --out, draw its U-V and parts."""
+@click.option("--model", default="menpo3d", show_default=True, help=MODEL_HELP)
+def model_show(out_dir: Path | None, model: str) -> None:
+    """Print a face model's facts; with --out, draw its U-V and parts."""
     import json
 
-    from densereg_data.build.jobs import show_template
+    from densereg_data.face.jobs import show_face_model
 
-    click.echo(json.dumps(show_template(out_dir, template_id), indent=2))
+    click.echo(json.dumps(show_face_model(model, out_dir), indent=2))
     if out_dir is not None:
         click.echo(f"pictures written to {out_dir}", err=True)
+
+
+@cli.group()
+def template() -> None:
+    """The face template (`template show` is `model show`)."""
+
+
+template.add_command(model_show, "show")
 
 
 __import__("densereg_cli.data_build").data_build.register(cli)  # build, info, verify, preview, export

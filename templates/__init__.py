@@ -1,8 +1,9 @@
 """Template definitions (data, not code), installed with densereg as `densereg_templates`.
 
 Each ``<id>.json`` names a template: its mesh and landmark sources, its U-V unwrap and anchors, how
-its parts and jaw-contour candidates are derived, and its default deformable model. Derived arrays
-are computed by `densereg_data.template` and cached on disk under a hash of the definition.
+its parts and jaw-contour candidates are derived, and its deformable model. Every key is read by
+`densereg_data.face.template.load_template` (the "model" section by the face model's loader in
+`densereg_data.face.models`); the derived arrays are cached on disk under a hash of the definition.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ class BuildConfig:
     """Everything a build needs. Output-affecting fields go into config.json (see `output_config`)."""
 
     dataset: str = "300w"
+    model: str = "menpo3d"
     root: str | None = None
     out: str = "shards"
     split: str = "all"
@@ -75,7 +76,7 @@ def output_config(cfg: BuildConfig, root: str | None, template: dict) -> dict:
     """The config.json document: only what changes the output (not workers, executor, ...)."""
     from densereg_data.version import __version__
 
-    build = {k: getattr(cfg, k) for k in ("dataset", "split", "size", "margin", "val_fraction", "seed", "max_fit_nme",
+    build = {k: getattr(cfg, k) for k in ("dataset", "model", "split", "size", "margin", "val_fraction", "seed", "max_fit_nme",
                                           "reduced_decode", "compression")}
     build["root"] = root
     build["samples_per_shard"] = cfg.shard_capacity()

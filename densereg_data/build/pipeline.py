@@ -2,7 +2,8 @@
 
 One pure function per sample (`label_sample`: read image + landmarks, label, return arrays or a skip
 reason) and executors around it (`EXECUTORS`: "local" process pool, "dask"), both driven by the same
-`run_build`. The labeller is injected through `Backend` (the default uses `densereg_data.face.labeller`).
+`run_build`. Labels come from a `Backend`: by default the face model `cfg.model` of the registry
+(`densereg_data.face.models`).
 
 Determinism and resuming: the samples are sorted (split, source) and cut into shards by that order
 alone, so shard membership never depends on completion order; results are written in that order.
@@ -86,14 +87,14 @@ def run_build(cfg: BuildConfig, backend: Backend | None = None) -> BuildReport:
         where = dataset.root if dataset.root is not None else "the sample data folder"
         raise BuildError(f"no image + landmark pairs found under {where} (split {cfg.split!r}, {len(scan.unpaired)} unpaired files)")
     with lock_out(out):
-        return _run_locked(cfg, backend or Backend(), out, dataset, scan)
+        return _run_locked(cfg, backend or Backend.for_model(cfg.model), out, dataset, scan)
 
 
 def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) -> BuildReport:
     t_start = time.perf_counter()
     candidates = len(scan.samples) + len(scan.unpaired)
     facts = backend.template_facts(256)
-    template = {"id": str(facts["template_id"]), "hash": str(facts["template_hash"])}
+    template = {"id": str(facts["template_id"]), "hash": str(facts["template_hash"]), "model": str(facts.get("model", cfg.model))}
     model_size = int(facts["model_size"])
     root = str(dataset.root.resolve()) if dataset.root is not None else None
     config_doc = output_config(cfg, root, template)

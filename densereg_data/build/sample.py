@@ -39,24 +39,21 @@ class LabelSettings:
 
 class Backend:
     """Where labels come from: a picklable zero-argument `labeller_factory` (returns an object with
-    ``label_crop(image, landmarks, size=, margin=)``) and `template_facts(grid)` (template.h5 contents)."""
+    ``label_crop(image, landmarks, size=, margin=)`` -> `CropLabels`) and `template_facts(grid)`
+    (template.h5's contents). `Backend.for_model(spec)` is a registered face model's."""
 
-    def __init__(self, labeller_factory: Callable[[], Any] | None = None,
-                 template_facts: Callable[[int], dict] | None = None) -> None:
-        self.labeller_factory = labeller_factory or default_labeller
-        self.template_facts = template_facts or default_template_facts
+    def __init__(self, labeller_factory: Callable[[], Any], template_facts: Callable[[int], dict]) -> None:
+        self.labeller_factory = labeller_factory
+        self.template_facts = template_facts
 
+    @classmethod
+    def for_model(cls, spec: str) -> "Backend":
+        """The face model `spec` (``NAME[:PATH]``, see `densereg_data.face.models`); an unknown name is
+        one TemplateError line listing the valid ones."""
+        from densereg_data.face.labeller import LabellerFactory
+        from densereg_data.face.models import load_face_model
 
-def default_labeller():
-    from densereg_data.face.labeller import Labeller
-
-    return Labeller()
-
-
-def default_template_facts(grid: int) -> dict:
-    from densereg_data.face.template import template_facts
-
-    return template_facts(grid=grid)
+        return cls(LabellerFactory(spec), load_face_model(spec).facts)
 
 
 _LABELLERS: dict[Any, Any] = {}
@@ -71,31 +68,7 @@ def _labeller_for(factory: Callable[[], Any]):
     lab = _LABELLERS.get(key)
     if lab is None:
         lab = _LABELLERS[key] = factory()
-        fitter = getattr(lab, "fitter", None)
-        if fitter is not None and callable(getattr(fitter, "fit", None)):
-            try:  # time the fit apart from crop + render, without touching the labeller's code
-                lab.fitter = _TimedFitter(fitter)
-            except (AttributeError, TypeError):
-                pass
     return lab
-
-
-class _TimedFitter:
-    """Delegates to a fitter; remembers how long its last `fit` call took (`last_fit_seconds`)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.last_fit_seconds = 0.0
-
-    def fit(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return self._inner.fit(*args, **kwargs)
-        finally:
-            self.last_fit_seconds = time.perf_counter() - t0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 #: A fitted face turned further than this from the camera is a fit of mirrored or misnumbered
@@ -199,7 +172,8 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
         log.warning("labelling %s raised %s: %s", ref.source, type(exc).__name__, exc)
         return skip("error", f"unexpected {type(exc).__name__} labelling {ref.source}: {exc}")
     t2 = time.perf_counter()
-    times["fit"] = float(getattr(getattr(labeller, "fitter", None), "last_fit_seconds", 0.0))
+    seconds = getattr(out, "seconds", None) or {}  # the labeller's own stage timings
+    times["fit"] = float(seconds.get("fit", 0.0))
     times["crop+render"] = max(t2 - t1 - times["fit"], 0.0)
     crop_from_image = np.asarray(out.crop_from_image, np.float64)
     if reduced.factor != 1:  # the labeller saw the reduced image: crop_from_image = crop_from_reduced ∘ reduced_from_image

@@ -28,7 +28,6 @@ Convention: pose
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -36,8 +35,8 @@ import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
-from densereg_data.face.shape_model import DeformableModel, laplace_beltrami_model
-from densereg_data.face.template import Template, load_template
+from densereg_data.face.shape_model import DeformableModel
+from densereg_data.face.template import Template
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +183,8 @@ class FitConfig:
 
 @dataclass(frozen=True, eq=False)
 class Fitter:
-    """Template + model with the arrays the fit needs precomputed. Build once, fit many faces."""
+    """Template + model (over the template's vertices) with the arrays the fit needs precomputed. Build
+    once, fit many faces: a face model's `FaceModel.fitter` is built once per model object."""
 
     template: Template
     model: DeformableModel
@@ -287,17 +287,6 @@ class Fitter:
     def vertices_in_image(self, result: FitResult) -> np.ndarray:
         """(V, 3) float64: the fitted shape's vertices projected to the image (x, y, depth)."""
         return result.camera.project(self.model.shape(result.coefficients))
-
-
-@functools.lru_cache(maxsize=4)
-def default_fitter(template_id: str = "menpo3d-face") -> Fitter:
-    """The fitter of a template with its default (Laplace-Beltrami) model, built once per process."""
-    return Fitter(load_template(template_id), laplace_beltrami_model(template_id))
-
-
-def fit_landmarks(landmarks: np.ndarray, config: FitConfig = FitConfig()) -> FitResult:
-    """Fit the default template and model to 68 landmarks (68, 2) float64 (x, y) px."""
-    return default_fitter().fit(landmarks, config)
 
 
 # ----------------------------------------------------------------------------------------------------

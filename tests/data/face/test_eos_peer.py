@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEV = ROOT.parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
 
 
@@ -36,10 +36,8 @@ def test_edge_topology_of_two_triangles_is_one_based_with_zero_for_a_border():
 
 
 @pytest.fixture(scope="module")
-def bundle():
-    from densereg_data.face.fit import default_fitter
-
-    return peer.build_eos_model(default_fitter())
+def bundle(fitter):
+    return peer.build_eos_model(fitter)
 
 
 @needs_eos

@@ -8,16 +8,19 @@ import numpy as np
 import pytest
 
 from densereg_data import conventions as cv
-from densereg_data.face.template import load_template, points_in_polygon, repair_folds, template_facts, uv_signed_areas
+from densereg_data.errors import TemplateError
+from densereg_data.face.parts import points_in_polygon
+from densereg_data.face.template import load_template
+from densereg_data.face.uv_unwrap import repair_folds, uv_signed_areas
 from densereg_data.format.template_facts import TemplateFacts
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "densereg-reference"
+REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "densereg-reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="DenseReg reference files not found at ../shared/data/densereg-reference")
 
 
 @pytest.fixture(scope="module")
-def template():
-    return load_template()
+def template(face_model):
+    return face_model.template
 
 
 def test_template_has_the_documented_frame(template):
@@ -43,11 +46,11 @@ def test_uv_orientation_matches_densereg(template):
     assert np.all((template.uv >= 0) & (template.uv <= 1))
 
 
-def test_uv_map_is_one_to_one(template):
+def test_uv_map_is_one_to_one(template, face_model):
     areas = uv_signed_areas(template.uv, template.faces)
     assert areas.min() > 0, f"{int((areas <= 0).sum())} triangles folded or flipped in U-V"
     # no overlaps: the triangles' U-V areas add up to the area they cover (measured on a fine grid)
-    facts = template_facts(grid=512)
+    facts = face_model.facts(grid=512)
     covered = np.isfinite(facts["uv_to_xyz"][..., 0]).mean()
     assert areas.sum() == pytest.approx(covered, rel=0.01)
 
@@ -60,7 +63,7 @@ def test_landmark_uv_close_to_densereg_reference(template):
 
 
 @needs_reference
-def test_parts_overlap_densereg_reference(template):
+def test_parts_overlap_densereg_reference(template, face_model):
     scipy_io = pytest.importorskip("scipy.io")
     colours = scipy_io.loadmat(REFERENCE / "SegLabelsColor.mat")["L_color"]
     palette = {1: (0.079, 0.520, 0.831), 2: (0.996, 0.786, 0.197), 3: (0.023, 0.653, 0.777), 4: (0.976, 0.983, 0.054),
@@ -69,7 +72,7 @@ def test_parts_overlap_densereg_reference(template):
     for label, rgb in palette.items():
         ref[np.linalg.norm(colours - np.array(rgb), axis=2) < 0.02] = label
     n = ref.shape[0]
-    ours = template_facts(grid=n)["part_uv"]  # same layout: [row, col] = (u = col / n, v = 1 - row / n)
+    ours = face_model.facts(grid=n)["part_uv"]  # same layout: [row, col] = (u = col / n, v = 1 - row / n)
     iou = {k: ((ref == k) & (ours == k)).sum() / ((ref == k) | (ours == k)).sum() for k in range(1, 9)}
     assert iou[3] > 0.6 and iou[4] > 0.6, iou  # eyes
     assert iou[5] > 0.5, iou  # nose
@@ -95,7 +98,8 @@ def test_parts_cover_the_named_regions(template):
 
 
 def test_landmarks_are_bound_by_barycentrics(template):
-    bary = template.landmark_bary
+    assert set(template.landmarks) == {"ibug68"}
+    bary = template.landmarks["ibug68"].bary
     assert np.allclose(bary.sum(axis=1), 1.0) and bary.min() >= 0
     assert (bary.max(axis=1) < 0.999).sum() > 30, "most landmarks lie inside a triangle, not on a vertex"
 
@@ -112,13 +116,30 @@ def test_contour_candidates_run_inward_from_the_jaw(template):
         assert to_nose[1:].mean() < to_nose[0], "the others run inward, towards the nose"
 
 
-def test_template_is_cached_and_hashed(template, tmp_path, monkeypatch):
+def test_cached_parts_and_contour_are_what_the_code_derives(template):
+    """The disk cache is keyed by DERIVATION_VERSION, not by the code: an edit of the part or contour
+    rules without a version bump would serve stale arrays. Both rules are cheap, so recompute them."""
+    from densereg_data.face.contour import contour_candidates
+    from densereg_data.face.parts import derive_face_parts
+
+    d = template.definition
+    assert np.array_equal(derive_face_parts(template.uv, template.faces, template.landmark_uv, d["parts"]), template.face_parts)
+    fresh = contour_candidates(template.vertices, template.landmark_points, d["contour"])
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, template.contour_candidates, strict=True))
+
+
+def test_template_is_cached_and_hashed(template):
     assert len(template.hash) == 64
-    assert load_template() is template  # one per process
+    assert load_template("menpo3d-face") is template  # one per process
 
 
-def test_uv_lookup_returns_landmark_positions(template):
-    facts = TemplateFacts.from_dict(template_facts(grid=256))
+def test_unknown_template_lists_the_known_ones():
+    with pytest.raises(TemplateError, match=r"unknown template 'nope'; available: menpo3d-face"):
+        load_template("nope")
+
+
+def test_uv_lookup_returns_landmark_positions(template, face_model):
+    facts = TemplateFacts.from_dict(face_model.facts(grid=256))
     xyz = facts.xyz(template.landmark_uv)
     err = np.linalg.norm(xyz - template.landmark_points, axis=1) / template.eye_distance
     assert np.median(err) < 0.005 and err.max() < 0.05
