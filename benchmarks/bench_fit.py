@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.face.fit import default_fitter
+from densereg_data.face.models import load_face_model
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
 
@@ -40,7 +40,7 @@ DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 def synthetic(n: int, seed: int = 0) -> dict:
     from densereg_data.testing import label_errors, pose_error, synthetic_face
 
-    fitter = default_fitter()
+    fitter = load_face_model().fitter
     rng = np.random.default_rng(seed)
     poses, pixels = [], []
     for _ in range(n):
@@ -59,11 +59,11 @@ def real(root: Path, repeats: int) -> dict:
     from densereg_data.format.template_facts import TemplateFacts
     from densereg_data.testing import landmark_label_errors
     from densereg_data.io.landmarks import read_pts
-    from densereg_data.face.template import template_facts
 
-    fitter = default_fitter()
-    labeller = Labeller(fitter)
-    facts = template_facts(grid=256)
+    model = load_face_model()
+    fitter = model.fitter
+    labeller = Labeller(model)
+    facts = model.facts(grid=256)
     facts = TemplateFacts.from_dict(facts)
     inner = [i for i in range(cv.N_LANDMARKS) if i not in cv.JAW]
     paths = sorted(root.glob("*.pts"))

@@ -271,14 +271,14 @@ def compare(
     method: {"ms": [...], "nme": [...], "nme_inner": [...], "error": [...]}, "summary": {...}};
     a failed fit records NaN and the error message and the run goes on.
     """
-    from densereg_data.face.fit import default_fitter
+    from densereg_data.face.models import load_face_model
     from densereg_data.io.images import image_size
     from densereg_data.io.landmarks import read_pts
 
     paths = sorted(Path(root).glob("*.pts"))[:limit]
     if not paths:
         raise FileNotFoundError(f"no .pts files under {root}")
-    fitter = default_fitter()
+    fitter = load_face_model().fitter
     if any(m.startswith("eos") for m in methods) and bundle is None:
         bundle = build_eos_model(fitter, n_shape)
     out: dict = {"faces": [p.stem for p in paths]}

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: package name -> source folder (pyproject's package-dir)
 PACKAGES = {"densereg_data": ROOT / "densereg_data", "densereg_net": ROOT / "densereg_net", "densereg_cli": ROOT / "cli"}
 #: layer of each densereg_data subpackage or module: a module may import only layers <= its own.
-LAYERS = {"version": 0, "conventions": 0, "errors": 0, "config": 1, "format": 1, "io": 1, "geometry": 1, "draw": 1,
+LAYERS = {"version": 0, "conventions": 0, "errors": 0, "cache": 0, "config": 1, "format": 1, "io": 1, "geometry": 1, "draw": 1,
           "raster": 2, "face": 3, "testing": 4, "build": 4, "__init__": 5}
 #: what densereg_net may use of densereg_data (the light layer: numpy, h5py, PIL).
 LIGHT = {"version", "conventions", "errors", "config", "format", "io", "geometry", "draw", "__init__"}

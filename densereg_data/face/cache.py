@@ -1,7 +1,7 @@
 """On-disk cache of derived arrays (template U-V, parts, model bases), keyed by a content hash.
 
-Files are plain ``.npz`` archives read with ``allow_pickle=False``. The cache lives in
-``$DENSEREG_CACHE`` (default ``~/.cache/densereg``); deleting it is always safe.
+Files are plain ``.npz`` archives read with ``allow_pickle=False``, in `densereg_data.cache.cache_root`
+(deleting it is always safe).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from typing import Callable
 
 import numpy as np
 
+from densereg_data.cache import cache_root
+
 log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
     """The cache folder (created on first use)."""
-    return Path(os.environ.get("DENSEREG_CACHE", Path.home() / ".cache" / "densereg"))
+    return cache_root()
 
 
 def cached_arrays(name: str, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import Callable
 
 import numba
 from numba.core.dispatcher import Dispatcher
+
+from densereg_data.cache import cache_root as densereg_cache_root
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,7 @@ def source_hash() -> str:
 
 def cache_root() -> Path:
     """The folder that holds one subfolder per kernel source hash (not created here)."""
-    base = os.environ.get("DENSEREG_CACHE")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = os.path.join(xdg, "densereg") if xdg else os.path.join(Path.home(), ".cache", "densereg")
-    return Path(base) / "numba"
+    return densereg_cache_root() / "numba"
 
 
 _SOURCE_HASH = source_hash()  # at import: the source the kernels below are compiled from
