@@ -18,9 +18,8 @@ log = logging.getLogger("densereg")
 def _input_error_types() -> tuple[type[BaseException], ...]:
     """Errors that mean "the user's input is bad": shown as one line, exit 2."""
     from densereg_data.errors import DenseRegError
-    from densereg_net.errors import NetError
 
-    return (DenseRegError, NetError, FileNotFoundError, PermissionError, IsADirectoryError, OSError)
+    return (DenseRegError, FileNotFoundError, PermissionError, IsADirectoryError, OSError)
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:

@@ -32,6 +32,8 @@ def register(group: click.Group) -> None:
 
     @group.command("build")
     @click.option("--dataset", default="300w", show_default=True, help="Registered dataset: 300w, pts, sample.")
+    @click.option("--model", default="menpo3d", show_default=True,
+                  help="Face model NAME[:PATH] (densereg-data model list).")
     @click.option("--root", type=click.Path(file_okay=False), help="Dataset folder (not needed for sample).")
     @click.option("--out", type=click.Path(), default="shards", show_default=True, help="Output shard folder.")
     @click.option("--split", default="all", show_default=True, help="train|common|challenging|full|test|val|all.")

@@ -1,18 +1,22 @@
 """`densereg-net`: train, evaluate, predict and benchmark the DenseReg network.
 
 Thin front ends: parse, build a config, call one library function. Heavy imports (torch) inside
-commands, so --help is instant.
+commands, so --help is instant. For several GPUs (DDP, one process per GPU):
+
+    torchrun --nproc-per-node G -m densereg_cli.net train SHARDS --out runs/NAME ...
 """
 
 from __future__ import annotations
 
 import json
-from typing import Sequence
+import logging
+import os
+from collections.abc import Sequence
 
 import click
-
 from densereg_cli.common import run_group, setup_logging, verbosity_options
-from densereg_net.options import HEAD_NAMES as HEADS, train_options
+from densereg_cli.net_predict import parse_bbox, write_prediction
+from densereg_cli.net_train import train_config, train_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,57 +24,68 @@ from densereg_net.options import HEAD_NAMES as HEADS, train_options
 def cli(verbose: int, quiet: bool) -> None:
     """DenseReg network: fully convolutional U-V regression (quantized), parts and landmarks."""
     setup_logging(verbose, quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: only rank 0 reports progress
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 @cli.command("train")
 @train_options
-def train_cmd(resume: bool, **flags) -> None:
-    """Train on SHARDS (for several GPUs: torchrun --nproc-per-node G -m densereg_net.train SHARDS ...)."""
-    from densereg_net.train import config_from_options, train
+def train_cmd(resume: bool, config_file: str | None, **flags) -> None:
+    """Train on SHARDS (for several GPUs: torchrun --nproc-per-node G -m densereg_cli.net train SHARDS ...)."""
+    from densereg_net.train import train
 
-    train(config_from_options(**flags), resume=resume)
+    r = train(train_config(config_file, flags), resume=resume)
+    click.echo(f"{'stopped' if r.stopped else 'finished'} at epoch {r.epoch} in {r.out}; "
+               f"best {r.select_best} {r.best_metric:.4g}")
 
 
 @cli.command("eval")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("shards", type=click.Path(file_okay=False))
-@click.option("--split", default="test", show_default=True)
+@click.option("--split", help="Split or alias to score. [val if the shards have it, else test, else train]")
 @click.option("--out", type=click.Path(file_okay=False), help="Report directory (report.json, CED PNGs, sheet.png).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def eval_cmd(checkpoint, shards, split, out, batch_size, device) -> None:
     """Score CHECKPOINT on a split of SHARDS: landmark NME/AUC/failures, dense error, part mIoU."""
     from densereg_net.evaluate import evaluate
 
     r = evaluate(checkpoint, shards, split, out, batch_size, device)
     b = r["mean_shape_baseline"]["landmarks"]
-    click.echo(f"{split} ({r['samples']} images, head {r['head']}): NME {r['landmarks']['nme']:.4f} | "
-               f"AUC@0.08 {r['landmarks']['auc@0.08']:.4f} | failure {r['landmarks']['failure_rate']:.3f} | "
-               f"dense {r['dense']['error']:.4f} (AUC@0.1 {r['dense']['auc@0.1']:.4f}) | part mIoU {r['parts']['miou']:.4f} || "
+    click.echo(f"{r['split']} ({r['samples']} images, head {r['head']}; {r['split_reason']}): "
+               f"NME {r['landmarks']['nme']:.4f} | AUC@0.08 {r['landmarks']['auc@0.08']:.4f} | "
+               f"failure {r['landmarks']['failure_rate']:.3f} | dense {r['dense']['error']:.4f} "
+               f"(AUC@0.1 {r['dense']['auc@0.1']:.4f}) | part mIoU {r['parts']['miou']:.4f} || "
                f"mean shape: NME {b['nme']:.4f} AUC@0.08 {b['auc@0.08']:.4f} failure {b['failure_rate']:.3f}")
 
 
 @cli.command("predict")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("--landmarks", "landmarks_path", type=click.Path(dir_okay=False), help=".pts landmarks (1-based) giving the crop.")
+@click.option("--landmarks", "landmarks_path", type=click.Path(dir_okay=False),
+              help=".pts (1-based) or .ljson landmarks giving the crop.")
 @click.option("--bbox", help="Face box X0,Y0,X1,Y1 (0-based pixels) giving the crop.")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def predict_cmd(checkpoint, image, landmarks_path, bbox, out, device) -> None:
     """Predict IUV, an overlay and 68 landmarks (.pts) for the face in IMAGE."""
-    from densereg_net.predict import parse_bbox, predict
+    from pathlib import Path
 
-    r = predict(checkpoint, image, out, landmarks_path, parse_bbox(bbox) if bbox else None, device)
-    for f in r["files"]:
+    from densereg_data.io.images import read_image
+    from densereg_net.predict import Predictor
+
+    predictor = Predictor(checkpoint, device)
+    pixels = read_image(image)
+    prediction = predictor.predict(pixels, landmarks_path, parse_bbox(bbox) if bbox else None)
+    for f in write_prediction(prediction, pixels, out, Path(image).stem, predictor.k):
         click.echo(f)
 
 
 @cli.command("bench")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--size", type=int, default=256, show_default=True)
 @click.option("--batch-size", type=int, help="[32 on CUDA, 8 on CPU]")
-@click.option("--head", type=click.Choice(HEADS), default="quantized", show_default=True)
+@click.option("--head", default="quantized", show_default=True, help="quantized, regression or classification.")
 @click.option("--iters", type=int, default=5, show_default=True)
 @click.option("--warmup", type=int, default=2, show_default=True)
 def bench_cmd(device, size, batch_size, head, iters, warmup) -> None:

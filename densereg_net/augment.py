@@ -16,6 +16,13 @@ Convention: horizontal flip
     Applied after the warp as an exact column reversal: ``x -> S - 1 - x``; on the foreground
     ``u -> 1 - u``; parts 1 <-> 2, 3 <-> 4 (`PART_FLIP`); landmark i takes the mirrored position of
     landmark ``LANDMARK_FLIP[i]``.
+
+Convention: reproducible augmentation
+    The parameters of sample ``index`` in epoch ``epoch`` come from a generator seeded by
+    ``sample_seed(seed, epoch, index)``, independent of the batch, the rank and the worker. So the
+    streaming path (`SeededAugment` as a `ShardDataset` transform) and the in-memory path
+    (`SeededAugment.batch` on the device) give the same batches, and a resumed run repeats the
+    uninterrupted one.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from densereg_net.conventions import LANDMARK_FLIP, PART_FLIP
+from densereg_data.conventions import LANDMARK_FLIP, PART_FLIP
+
+#: The per-pixel and landmark fields an augmentation changes (the rest of a sample passes through).
+LABEL_KEYS = ("image", "uv", "parts", "landmarks")
 
 
 @dataclass(frozen=True)
@@ -159,3 +169,40 @@ def augment_batch(batch: dict, params: AugmentParams) -> dict:
     out = flip_batch(out, params.flip)
     out["image"] = apply_colour(out["image"], params.colour)
     return out
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's augmentation in one epoch (independent of batch, rank, worker)."""
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + int(index) * 104_729 + 12_345) % (2**63 - 1)
+
+
+def params_for(indices, epoch: int, seed: int, size: int, cfg: AugmentConfig) -> AugmentParams:
+    """Augmentation parameters of the given samples (one generator per sample: reproducible)."""
+    ps = [sample_params(1, size, torch.Generator().manual_seed(sample_seed(seed, epoch, int(i))), cfg) for i in indices]
+    return AugmentParams(torch.cat([p.A for p in ps]), torch.cat([p.flip for p in ps]), torch.cat([p.colour for p in ps]))
+
+
+class SeededAugment:
+    """The training augmentation, reproducible per (seed, epoch, sample index).
+
+    As a `ShardDataset` transform, ``aug(sample)`` augments one sample (the dict of
+    `densereg_net.data.ShardDataset`, whose ``index`` seeds it) in the epoch set by `set_epoch`;
+    ``aug.batch(batch, indices, epoch)`` augments a batch on its own device (the in-memory path).
+    Both draw the same parameters for the same sample, so both paths give the same batches.
+    """
+
+    def __init__(self, cfg: AugmentConfig | None = None, seed: int = 0):
+        self.cfg, self.seed, self.epoch = cfg or AugmentConfig(), int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def batch(self, batch: dict, indices, epoch: int | None = None) -> dict:
+        """Augment batch {"image", "uv", "parts", "landmarks"} (the layout above) of the given samples."""
+        size = batch["image"].shape[-1]
+        params = params_for(indices, self.epoch if epoch is None else epoch, self.seed, size, self.cfg)
+        return augment_batch({k: batch[k] for k in LABEL_KEYS}, params)
+
+    def __call__(self, sample: dict) -> dict:
+        out = self.batch({k: sample[k][None] for k in LABEL_KEYS}, [int(sample["index"])])
+        return {**sample, **{k: v[0] for k, v in out.items()}}

@@ -13,9 +13,9 @@ import time
 import torch
 
 from densereg_net.augment import AugmentConfig, augment_batch, sample_params
+from densereg_net.device import autocast, resolve_device, to_model_layout
 from densereg_net.losses import compute_loss
 from densereg_net.model import build_model, count_parameters
-from densereg_net.train import autocast, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,8 @@ def bench(device: str = "auto", size: int = 256, batch_size: int | None = None, 
 
     def train_step():
         batch = augment_batch(data, sample_params(batch_size, size, gen, aug))
-        image = batch["image"].contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else batch["image"]
         with autocast(dev):
-            loss, _ = compute_loss(head, model(image), batch, k)
+            loss, _ = compute_loss(head, model(to_model_layout(batch["image"])), batch, k)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -82,7 +81,7 @@ def bench(device: str = "auto", size: int = 256, batch_size: int | None = None, 
     t_train = _median_time(train_step, dev, warmup, iters)
     peak_train = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
     model.eval()
-    image = data["image"].contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else data["image"]
+    image = to_model_layout(data["image"])
 
     def infer_step():
         with torch.no_grad(), autocast(dev):

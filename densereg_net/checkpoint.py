@@ -14,35 +14,52 @@ from pathlib import Path
 
 import torch
 
-from densereg_net.errors import NetInputError
+from densereg_data.errors import CheckpointError
+from densereg_data.format import ShardIndex
+from densereg_data.format.files import fsync_replace, tmp_path
 from densereg_net.model import DenseRegNet, build_model
 
 REQUIRED = ("model", "model_config", "k", "part_names", "config")
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    """Write atomically (tmp file + rename), so a kill never leaves a half-written checkpoint."""
+    """Write atomically (the format layer's temporary name, fsync and rename), so a kill never leaves a
+    half-written checkpoint."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = tmp_path(path)
+    try:
+        torch.save(state, tmp)
+        fsync_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Read a checkpoint (``weights_only=True``); CheckpointError naming the file when it is not one."""
     path = Path(path)
     if not path.is_file():
-        raise NetInputError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise NetInputError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED):
-        raise NetInputError(f"{path} is not a densereg-net checkpoint (expected keys {', '.join(REQUIRED)})")
+        raise CheckpointError(f"{path} is not a densereg-net checkpoint (expected keys {', '.join(REQUIRED)})")
     return ckpt
 
 
 def model_from_checkpoint(ckpt: dict, device="cpu") -> DenseRegNet:
+    """The checkpoint's model on `device`, in eval mode."""
     mc = ckpt["model_config"]
     model = build_model(mc["head"], mc["k"], mc["width"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
+
+
+def check_fits_shards(k: int, part_names, index: ShardIndex, where: str) -> None:
+    """Raise CheckpointError if a model trained with (k, part_names) cannot read the shards of `index`."""
+    if int(k) != index.k:
+        raise CheckpointError(f"{where} was trained with K = {k} bins, but {index.root} has k = {index.k}")
+    if tuple(part_names) != index.part_names:
+        raise CheckpointError(f"{where} was trained with parts {list(part_names)}, but {index.root} has {list(index.part_names)}")

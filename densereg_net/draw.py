@@ -1,15 +1,19 @@
-"""Pictures with Pillow alone: CED curves, IUV colourings, a sheet of predictions beside the truth."""
+"""The network's pictures: CED curves, a sheet of predictions beside the truth, a prediction overlay.
+
+Part colours, U-V colourings and the overlay are `densereg_data.draw`'s (the one palette both halves
+use); this module only lays them out. Pillow and numpy only.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
+from densereg_data.draw import PART_COLOURS, overlay, uv_colour
+from densereg_data.geometry.affine import apply_affine, invert_affine
 
-# a visible colour for each part label 0..8 (0 background)
-PART_COLOURS = np.array([(0, 0, 0), (31, 119, 180), (255, 187, 120), (23, 190, 207), (255, 152, 150),
-                         (214, 39, 40), (148, 103, 189), (140, 86, 75), (127, 127, 127)], np.uint8)
+#: Line colours of the CED curves.
+COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
 
 
 def draw_curves(curves: dict, path, xmax: float, xlabel: str, title: str, size=(640, 480)) -> None:
@@ -45,35 +49,17 @@ def draw_curves(curves: dict, path, xmax: float, xlabel: str, title: str, size=(
     img.save(path)
 
 
-def iuv_colour(uv: np.ndarray, parts: np.ndarray) -> np.ndarray:
-    """Visible colouring: uv (2, S, S), parts (S, S) -> (S, S, 3) uint8 (R = u, G = v, B = part)."""
-    fg = parts > 0
-    out = np.zeros((*parts.shape, 3), np.uint8)
-    out[..., 0] = np.clip(uv[0] * 255, 0, 255).round() * fg
-    out[..., 1] = np.clip(uv[1] * 255, 0, 255).round() * fg
-    out[..., 2] = (parts.astype(np.int64) * 28).clip(0, 255)
-    return out
-
-
-def iuv_png(uv: np.ndarray, parts: np.ndarray) -> np.ndarray:
-    """The IUV image: uv (2, S, S), parts (S, S) -> (S, S, 3) uint8 (part index, 255 u, 255 v)."""
-    fg = parts > 0
-    out = np.zeros((*parts.shape, 3), np.uint8)
-    out[..., 0] = parts
-    out[..., 1] = np.clip(uv[0] * 255, 0, 255).round() * fg
-    out[..., 2] = np.clip(uv[1] * 255, 0, 255).round() * fg
-    return out
-
-
 def draw_points(img: Image.Image, pts: np.ndarray, colour, r: float = 1.5) -> None:
+    """Filled dots of radius r at pts (n, 2) (x, y) pixels on a PIL image, in place."""
     d = ImageDraw.Draw(img)
     for x, y in pts:
         d.ellipse([x - r, y - r, x + r, y + r], fill=colour)
 
 
 def sheet(rows: list[dict], path, scale: int = 1) -> None:
-    """rows: [{"image" (S, S, 3) uint8, "true_uv", "true_parts", "pred_uv", "pred_parts",
-    "true_lm", "pred_lm"}] -> a PNG with columns image+landmarks | true IUV | predicted IUV | parts."""
+    """rows: [{"image" (S, S, 3) uint8, "true_uv"/"pred_uv" (2, S, S) float, "true_parts"/"pred_parts"
+    (S, S) int, "true_lm"/"pred_lm" (68, 2) (x, y)}] -> a PNG with columns image + landmarks (true
+    green, predicted red) | true U-V | predicted U-V | true parts | predicted parts."""
     if not rows:
         return
     S = rows[0]["image"].shape[0]
@@ -83,11 +69,42 @@ def sheet(rows: list[dict], path, scale: int = 1) -> None:
         im = Image.fromarray(row["image"])
         draw_points(im, row["true_lm"], (0, 255, 0))
         draw_points(im, row["pred_lm"], (255, 0, 0))
-        tiles = [im, Image.fromarray(iuv_colour(row["true_uv"], row["true_parts"])),
-                 Image.fromarray(iuv_colour(row["pred_uv"], row["pred_parts"])),
+        tiles = [im, Image.fromarray(uv_colour(row["true_uv"].transpose(1, 2, 0), row["true_parts"])),
+                 Image.fromarray(uv_colour(row["pred_uv"].transpose(1, 2, 0), row["pred_parts"])),
                  Image.fromarray(PART_COLOURS[row["true_parts"]]), Image.fromarray(PART_COLOURS[row["pred_parts"]])]
         for c, t in enumerate(tiles):
             out.paste(t, (c * S, r * S))
     if scale != 1:
         out = out.resize((out.width * scale, out.height * scale), Image.NEAREST)
     out.save(path)
+
+
+def labels_to_image(uv: np.ndarray, parts: np.ndarray, crop_from_image: np.ndarray,
+                    image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Crop labels uv (S, S, 2), parts (S, S) -> image-frame (H, W, 2) float32 and (H, W) uint8:
+    each image pixel takes the label of the nearest crop pixel centre (0 outside the crop)."""
+    H, W = image_hw
+    S = parts.shape[0]
+    out_uv, out_parts = np.zeros((H, W, 2), np.float32), np.zeros((H, W), np.uint8)
+    corners = apply_affine(invert_affine(crop_from_image), np.array([[-0.5, -0.5], [S - 0.5, -0.5],
+                                                                     [-0.5, S - 0.5], [S - 0.5, S - 0.5]]))
+    (x0, y0), (x1, y1) = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, W - 1), min(y1, H - 1)
+    if x1 < x0 or y1 < y0:
+        return out_uv, out_parts
+    rows, cols = np.mgrid[y0:y1 + 1, x0:x1 + 1]
+    c = np.rint(apply_affine(crop_from_image, np.stack([cols.ravel(), rows.ravel()], -1).astype(np.float64))).astype(int)
+    inside = ((c >= 0) & (c < S)).all(1)
+    r, q = rows.ravel()[inside], cols.ravel()[inside]
+    out_uv[r, q] = uv[c[inside, 1], c[inside, 0]]
+    out_parts[r, q] = parts[c[inside, 1], c[inside, 0]]
+    return out_uv, out_parts
+
+
+def prediction_overlay(image: np.ndarray, uv: np.ndarray, parts: np.ndarray, crop_from_image: np.ndarray,
+                       landmarks: np.ndarray, k: int = 10) -> np.ndarray:
+    """The source image (H, W, 3) uint8 with the predicted parts and iso-U-V lines (crop labels uv
+    (S, S, 2), parts (S, S) mapped back by `labels_to_image`) and the predicted landmarks (68, 2)
+    image pixels: `densereg_data.draw.overlay` on the image frame. -> (H, W, 3) uint8."""
+    uv_img, parts_img = labels_to_image(uv, parts, crop_from_image, image.shape[:2])
+    return overlay(image, uv_img, parts_img, landmarks=landmarks, k=k)

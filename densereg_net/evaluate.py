@@ -1,8 +1,12 @@
-"""`densereg-net eval`: score a checkpoint on a split of a shard directory.
+"""Scoring a checkpoint on a split of a shard directory: `evaluate` (the `densereg-net eval` command).
 
-Writes report.json (300-W landmark NME / AUC@0.08 / failure rate, dense error + AUC@0.1, part
-mIoU, and the mean-shape baseline), ced_landmarks.png, ced_dense.png and sheet.png (image with true
-(green) and predicted (red) landmarks | true IUV | predicted IUV | true parts | predicted parts).
+Report: 300-W landmark NME / AUC@0.08 / failure rate, dense error + AUC@0.1, part mIoU, and the
+mean-shape baseline; with `out`, also report.json, ced_landmarks.png, ced_dense.png and sheet.png
+(image with true (green) and predicted (red) landmarks | true U-V | predicted U-V | true parts |
+predicted parts).
+
+Without a split named, the first of `DEFAULT_SPLITS` the shards have is scored (val, then test, then
+train, then any other), and the report and the log say which and why.
 
 Mean-shape baseline: the mean of the training landmarks in crop pixels (stored in the checkpoint),
 placed unchanged in every crop and scored with the same NME, AUC and failure rate.
@@ -17,37 +21,57 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densereg_net.checkpoint import load_checkpoint, model_from_checkpoint
+from densereg_data.errors import ShardFormatError
+from densereg_data.format import TEMPLATE, ShardIndex, read_template_facts
+from densereg_net.checkpoint import check_fits_shards, load_checkpoint, model_from_checkpoint
 from densereg_net.data import ShardDataset, eval_batches, iterate
+from densereg_net.device import autocast, resolve_device, to_model_layout
 from densereg_net.draw import draw_curves, sheet
-from densereg_net.errors import NetInputError
 from densereg_net.metrics import DENSE_AUC_LIMIT, LANDMARK_AUC_LIMIT, Accumulator, ced, landmark_summary, nme
-from densereg_net.shards import ShardIndex, load_template
-from densereg_net.train import autocast, resolve_device
 
 log = logging.getLogger(__name__)
 
+#: The splits `evaluate` scores when none is named, in order of preference.
+DEFAULT_SPLITS = ("val", "test", "train")
 
-def evaluate(checkpoint, shards, split: str = "test", out=None, batch_size: int = 16, device: str = "auto",
+
+def default_split(index: ShardIndex) -> tuple[str, str]:
+    """(split, why): the first of DEFAULT_SPLITS with samples in `index`, else its first non-empty split."""
+    order = ", ".join(DEFAULT_SPLITS)
+    for split in DEFAULT_SPLITS:
+        if index.has_split(split):
+            why = f"no split named: {split!r} is the first of {order} these shards have"
+            return split, why + (" (the training data, not a held-out score)" if split == "train" else "")
+    for split in index.splits:
+        if index.has_split(split):
+            return split, f"no split named and none of {order} here: {split!r} is the first split with samples"
+    raise ShardFormatError(f"{index.root} holds no samples in any split")
+
+
+def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size: int = 16, device: str = "auto",
              sheet_rows: int = 8) -> dict:
-    """Score `checkpoint` on `split` of `shards`; write the report into `out` (if given); return it."""
+    """Score `checkpoint` on `split` of `shards` (None: see `default_split`); write the report into
+    `out` when given; return it (a dict, see the module docstring; "split" says which was scored)."""
     ckpt = load_checkpoint(checkpoint)
     index = ShardIndex.open(shards)
-    index.check_compatible(ckpt["k"], ckpt["part_names"], str(checkpoint))
+    check_fits_shards(ckpt["k"], ckpt["part_names"], index, str(checkpoint))
     if tuple(ckpt.get("image_size", index.image_size)) != index.image_size:
         log.warning("checkpoint was trained on %s crops, shards are %s", ckpt.get("image_size"), index.image_size)
+    why = f"--split {split}"
+    if split is None:
+        split, why = default_split(index)
+    log.info("evaluating %s on split %r of %s (%s)", checkpoint, split, index.root, why)
     dataset = ShardDataset(index, split)
-    template = load_template(index.root / "template.h5")
+    facts = read_template_facts(index.root / TEMPLATE)
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt, dev)
-    acc = Accumulator(torch.from_numpy(template.landmark_uv), torch.from_numpy(template.uv_to_xyz_filled),
-                      template.eye_distance)
+    acc = Accumulator(facts)
     mean_lm = np.asarray(ckpt["mean_landmarks"], dtype=np.float64)
     baseline, rows = [], []
     with torch.no_grad():
         for batch in iterate(dataset, eval_batches(len(dataset), batch_size), 0, dev):
             with autocast(dev):
-                pred = model.predict(batch["image"])
+                pred = model.predict(to_model_layout(batch["image"]))
             pred = {k: v.float() if v.is_floating_point() else v for k, v in pred.items()}
             n0 = len(acc.landmarks)
             acc.update(pred, batch)
@@ -61,21 +85,27 @@ def evaluate(checkpoint, shards, split: str = "test", out=None, batch_size: int 
                                  "true_lm": true_lm, "pred_lm": acc.landmarks[n0 + i]})
     summary = acc.summary()
     report = {
-        "checkpoint": str(checkpoint), "shards": str(shards), "split": split, "samples": len(dataset),
-        "head": ckpt["model_config"]["head"], "k": ckpt["k"],
+        "checkpoint": str(checkpoint), "shards": str(shards), "split": split, "split_reason": why,
+        "samples": len(dataset), "head": ckpt["model_config"]["head"], "k": ckpt["k"],
         "index_sha256": index.sha256, "checkpoint_index_sha256": ckpt.get("index_sha256"),
         **summary, "mean_shape_baseline": {"landmarks": landmark_summary(baseline)},
         "per_image": {"nme": acc.nme, "dense_error": acc.dense, "baseline_nme": baseline},
     }
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        draw_curves({f"DenseReg ({report['head']})": ced(acc.nme, LANDMARK_AUC_LIMIT), "mean shape": ced(baseline, LANDMARK_AUC_LIMIT)},
-                    out / "ced_landmarks.png", LANDMARK_AUC_LIMIT, "NME (outer eye corners)", f"landmark CED, {split}")
-        draw_curves({f"DenseReg ({report['head']})": ced([d for d in acc.dense if np.isfinite(d)], DENSE_AUC_LIMIT)},
-                    out / "ced_dense.png", DENSE_AUC_LIMIT, "dense error / eye distance", f"dense CED, {split}")
-        sheet(rows, out / "sheet.png", scale=max(1, 128 // index.image_size[0]))
-        log.info("wrote %s", out / "report.json")
+        write_report(report, rows, Path(out), index.image_size[0])
     return report
 
+
+def write_report(report: dict, rows: list[dict], out: Path, size: int) -> None:
+    """report.json, the two CED curves and the sheet of `rows` into the folder `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    split, head, per_image = report["split"], report["head"], report["per_image"]
+    draw_curves({f"DenseReg ({head})": ced(per_image["nme"], LANDMARK_AUC_LIMIT),
+                 "mean shape": ced(per_image["baseline_nme"], LANDMARK_AUC_LIMIT)},
+                out / "ced_landmarks.png", LANDMARK_AUC_LIMIT, "NME (outer eye corners)", f"landmark CED, {split}")
+    dense = [d for d in per_image["dense_error"] if np.isfinite(d)]
+    draw_curves({f"DenseReg ({head})": ced(dense, DENSE_AUC_LIMIT)},
+                out / "ced_dense.png", DENSE_AUC_LIMIT, "dense error / eye distance", f"dense CED, {split}")
+    sheet(rows, out / "sheet.png", scale=max(1, 128 // size))
+    log.info("wrote %s", out / "report.json")

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from densereg_net.conventions import encode_bins
+from densereg_data.conventions import encode_bins
 
 LOSSES: dict[str, callable] = {}
 

@@ -13,9 +13,10 @@ Convention: 300-W protocol
     trapezoid); failure rate = fraction with NME > 0.08.
 
 Convention: dense error
-    Per TRUE foreground pixel, |xyz(uv_pred) - xyz(uv_true)| / eye_distance, with xyz the bilinear
-    lookup in template.h5 ``uv_to_xyz`` (grid ``[row, col]``, u = col / (G - 1), v = 1 - row / (G - 1));
-    off-face grid cells take their nearest on-face value. Mean per image; CED and AUC up to 0.1.
+    Per TRUE foreground pixel, |xyz(uv_pred) - xyz(uv_true)| / eye_distance, with xyz the one U-V -> 3D
+    lookup of the shards' template facts, `densereg_data.format.TemplateFacts.xyz` (bilinear in
+    template.h5 ``uv_to_xyz`` with off-face cells filled by their nearest on-face value; the label
+    generator's consistency score uses the same function). Mean per image; CED and AUC up to 0.1.
 
 Convention: part mIoU
     IoU of each of the 8 face parts accumulated over the whole split (intersections and unions
@@ -26,34 +27,31 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from densereg_net.conventions import N_PARTS, OUTER_EYE_CORNERS
+from densereg_data.conventions import N_PARTS, eye_distance
+from densereg_data.format import TemplateFacts
 
 LANDMARK_AUC_LIMIT = 0.08
 FAILURE_THRESHOLD = 0.08
 DENSE_AUC_LIMIT = 0.1
 
 
-def lookup_xyz(uv: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Bilinear template positions: uv (..., 2) float (u, v); grid (G, G, 3) -> (..., 3) float32."""
-    shape = uv.shape[:-1]
-    pts = uv.reshape(1, 1, -1, 2).float()  # (1, 1, N, 2)
-    g = torch.stack([2 * pts[..., 0] - 1, 1 - 2 * pts[..., 1]], dim=-1)  # x = col, y = row, normalised
-    img = grid.permute(2, 0, 1).unsqueeze(0).float()  # (1, 3, G, G)
-    out = F.grid_sample(img, g, mode="bilinear", padding_mode="border", align_corners=True)  # (1, 3, 1, N)
-    return out[0, :, 0].T.reshape(*shape, 3)
+def dense_error(uv_pred, uv_true, fg_true, facts: TemplateFacts) -> np.ndarray:
+    """Mean dense error per image: uv (B, 2, S, S), fg_true (B, S, S) bool (tensors or arrays) ->
+    (B,) float64, NaN for an image without true foreground. See the dense error convention."""
+    uv_pred = _numpy(uv_pred).transpose(0, 2, 3, 1)  # (B, S, S, 2)
+    uv_true = _numpy(uv_true).transpose(0, 2, 3, 1)  # (B, S, S, 2)
+    fg = _numpy(fg_true).astype(bool)
+    image = np.nonzero(fg)[0]  # (P,) the image of each true-foreground pixel
+    d = np.linalg.norm(facts.xyz(uv_pred[fg]) - facts.xyz(uv_true[fg]), axis=-1) / facts.eye_distance  # (P,)
+    n = np.bincount(image, minlength=len(fg))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(image, weights=d, minlength=len(fg)) / np.where(n > 0, n, np.nan)
 
 
-def dense_error(uv_pred: torch.Tensor, uv_true: torch.Tensor, fg_true: torch.Tensor, grid: torch.Tensor,
-                eye_distance: float) -> torch.Tensor:
-    """Mean dense error per image: uv (B, 2, S, S), fg_true (B, S, S) bool -> (B,) float32 (NaN if
-    an image has no true foreground)."""
-    a = lookup_xyz(uv_pred.permute(0, 2, 3, 1), grid)  # (B, S, S, 3)
-    b = lookup_xyz(uv_true.permute(0, 2, 3, 1), grid)  # (B, S, S, 3)
-    d = (a - b).norm(dim=-1) / eye_distance  # (B, S, S)
-    m = fg_true.float()
-    return (d * m).sum((1, 2)) / m.sum((1, 2))
+def _numpy(x) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) and x.is_floating_point() else (
+        x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
 
 
 def landmarks_from_uv(uv: torch.Tensor, fg: torch.Tensor, landmark_uv: torch.Tensor, radius: int = 2) -> torch.Tensor:
@@ -93,16 +91,15 @@ def landmarks_from_uv(uv: torch.Tensor, fg: torch.Tensor, landmark_uv: torch.Ten
     # fallback: U-V-distance-weighted average of the window
     d2 = ((vals - t[:, None]) ** 2).sum(-1)  # (L, W)
     sigma2 = d2.masked_fill(valid == 0, float("inf")).amin(1, keepdim=True).clamp(min=1e-8) * 4
-    wts = torch.exp(-d2 / sigma2) * valid
-    avg = torch.stack([(wts * xs).sum(1), (wts * ys).sum(1)], -1) / wts.sum(1, keepdim=True).clamp(min=1e-12)
+    wts = (torch.exp(-d2 / sigma2) * valid).double()
+    avg = torch.stack([(wts * xs).sum(1), (wts * ys).sum(1)], -1) / wts.sum(1, keepdim=True).clamp(min=1e-12)  # float64
     base = torch.stack([x0, y0], -1).double()
     return torch.where(ok[:, None], base + step, avg.double()).cpu()
 
 
 def nme(pred: np.ndarray, true: np.ndarray) -> float:
     """300-W NME: pred, true (68, 2) -> mean error / outer-eye-corner distance of `true`."""
-    a, b = OUTER_EYE_CORNERS
-    return float(np.linalg.norm(pred - true, axis=1).mean() / np.linalg.norm(true[a] - true[b]))
+    return float(np.linalg.norm(pred - true, axis=1).mean() / eye_distance(true))
 
 
 def ced(errors, limit: float, n: int = 1001) -> tuple[np.ndarray, np.ndarray]:
@@ -127,20 +124,19 @@ def landmark_summary(nmes) -> dict:
 class Accumulator:
     """Collects per-image scores over batches; `summary()` gives the report numbers.
 
-    landmark_uv: (68, 2) tensor; grid: (G, G, 3) tensor (NaN-filled uv_to_xyz); eye_distance: float.
+    facts: the shards' template facts (landmark U-V, the U-V -> 3D lookup, eye distance).
     """
 
-    def __init__(self, landmark_uv: torch.Tensor, grid: torch.Tensor, eye_distance: float):
-        self.landmark_uv, self.grid, self.eye = landmark_uv, grid, eye_distance
+    def __init__(self, facts: TemplateFacts):
+        self.facts = facts
+        self.landmark_uv = torch.from_numpy(facts.landmark_uv)
         self.nme, self.dense, self.landmarks = [], [], []
         self.inter = np.zeros(N_PARTS, np.int64)
         self.union = np.zeros(N_PARTS, np.int64)
 
     def update(self, pred: dict, batch: dict) -> None:
         """pred: {"uv" (B, 2, S, S), "parts" (B, S, S), "fg" (B, S, S)}; batch: the truth."""
-        grid = self.grid.to(pred["uv"].device)
-        fg_true = batch["parts"] > 0
-        self.dense += dense_error(pred["uv"], batch["uv"], fg_true, grid, self.eye).tolist()
+        self.dense += dense_error(pred["uv"], batch["uv"], batch["parts"] > 0, self.facts).tolist()
         for i in range(pred["uv"].shape[0]):
             lm = landmarks_from_uv(pred["uv"][i], pred["fg"][i], self.landmark_uv).numpy()
             self.landmarks.append(lm)

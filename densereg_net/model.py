@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from densereg_net.conventions import DEFAULT_K, N_PARTS, decode_bins
+from densereg_data.conventions import DEFAULT_K, N_PARTS, decode_bins
+from densereg_data.errors import ConfigError
 
 HEADS: dict[str, type] = {}
 
@@ -39,8 +40,9 @@ def register_head(name: str):
 
 
 def get_head(name: str) -> type:
+    """The head class registered as `name`; ConfigError listing the valid names otherwise."""
     if name not in HEADS:
-        raise KeyError(f"unknown head {name!r}; valid heads: {', '.join(sorted(HEADS))}")
+        raise ConfigError(f"unknown head {name!r}; valid heads: {', '.join(sorted(HEADS))}")
     return HEADS[name]
 
 

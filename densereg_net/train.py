@@ -1,57 +1,72 @@
 """Training: AdamW + warm-up/cosine, bf16 autocast + channels_last on CUDA, exact resume, DDP.
 
     densereg-net train shards/ --out runs/NAME --epochs 30
-    torchrun --nproc-per-node 4 -m densereg_net.train shards/ --out runs/NAME     # DDP, one GPU each
+    torchrun --nproc-per-node 4 -m densereg_cli.net train shards/ --out runs/NAME     # DDP, one GPU each
 
+(The command line lives in `densereg_cli.net`; this module is the library: `TrainConfig`, `train`.)
 Every `log_every` steps one log line (epoch, step, loss, lr, images/s); after each epoch one row of
-runs/NAME/metrics.csv (train loss, val loss and val metrics) and checkpoints last.pt and best.pt
-(lowest val dense error; val loss when the shards have no template). SIGTERM/SIGINT saves last.pt
-mid-epoch and stops; ``--resume`` continues from last.pt exactly (model, optimizer, scheduler, RNG,
-epoch and step): the data order and the augmentation are functions of (seed, epoch, sample), so a
-resumed run on the CPU reproduces the uninterrupted one bit for bit.
+runs/NAME/metrics.csv (train loss, val loss and val metrics) and checkpoints last.pt and best.pt.
+Which epoch is "best" is `TrainConfig.select_best`: by default the lowest val dense error, the
+lowest val loss when the shards have no template.h5, and the lowest training loss when there is no
+validation split; the run says which in its log and writes the resolved choice into config.json.
+SIGTERM/SIGINT saves last.pt mid-epoch and stops; ``resume=True`` continues from last.pt exactly
+(model, optimizer, scheduler, RNG, epoch and step): the data order and the augmentation are
+functions of (seed, epoch, sample), so a resumed run on the CPU reproduces the uninterrupted one bit
+for bit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import logging
 import math
-import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from densereg_net.augment import AugmentConfig
-from densereg_net.checkpoint import load_checkpoint, save_checkpoint
-from densereg_net.data import DeviceData, ShardDataset, epoch_batches, eval_batches, fits_in_memory, iterate, split_nbytes
-from densereg_net.errors import NetInputError
+from densereg_data.conventions import PART_NAMES
+from densereg_data.errors import CheckpointError, ConfigError, ShardFormatError
+from densereg_data.format import TEMPLATE, ShardIndex, TemplateFacts, read_split, read_template_facts
+from densereg_net.augment import AugmentConfig, SeededAugment
+from densereg_net.checkpoint import check_fits_shards, load_checkpoint, save_checkpoint
+from densereg_net.data import (
+    DeviceData,
+    ShardDataset,
+    epoch_batches,
+    eval_batches,
+    fits_in_memory,
+    iterate,
+    split_nbytes,
+)
+from densereg_net.device import autocast, setup_distributed, to_model_layout
 from densereg_net.losses import LossWeights, compute_loss
 from densereg_net.metrics import Accumulator
 from densereg_net.model import HEADS, build_model, count_parameters
-from densereg_net.options import train_options
-from densereg_net.shards import ShardIndex, load_template, read_split
 
 log = logging.getLogger(__name__)
 
+#: What `TrainConfig.select_best` may say: which per-epoch number, lowest wins, makes best.pt.
+SELECT_BEST = ("auto", "val_dense", "val_loss", "train_loss")
+_BEST_WORDS = {"val_dense": "the lowest val dense error", "val_loss": "the lowest val loss",
+               "train_loss": "the lowest training loss (no validation split)"}
 
-@dataclass
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Flat training config: defaults <- optional JSON file (--config) <- command-line flags."""
+    """Flat training config. Resolved as dataclass defaults <- config file <- flags by
+    `densereg_data.config.layered_config` (the CLI's ``--config``); ranges checked here (ConfigError)."""
 
     shards: str = ""
     out: str = "runs/densereg"
     epochs: int = 30
-    batch_size: int = 16
+    batch_size: int = 16  # per process
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 100  # capped at 10% of all steps
@@ -59,29 +74,54 @@ class TrainConfig:
     head: str = "quantized"
     width: int = 32
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     data_mode: str = "auto"  # auto | memory | stream
     num_workers: int = 2
     log_every: int = 10
     train_split: str = "train"
     val_split: str = "val"
     augment: bool = True
+    select_best: str = "auto"  # see SELECT_BEST; config.json holds the resolved choice
     stop_after_epoch: int = 0  # > 0: stop (as if killed) after this many epochs; for tests and budgets
     augment_config: dict = field(default_factory=lambda: AugmentConfig().to_dict())
     loss_weights: dict = field(default_factory=lambda: LossWeights().to_dict())
 
     def __post_init__(self):
         if self.head not in HEADS:
-            raise NetInputError(f"unknown head {self.head!r}; valid heads: {', '.join(sorted(HEADS))}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise NetInputError(f"device must be auto, cpu or cuda, got {self.device!r}")
+            raise ConfigError(f"head must be one of {', '.join(sorted(HEADS))}, got {self.head!r}")
         if self.data_mode not in ("auto", "memory", "stream"):
-            raise NetInputError(f"data_mode must be auto, memory or stream, got {self.data_mode!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise NetInputError(f"epochs and batch size must be >= 1, got {self.epochs}, {self.batch_size}")
+            raise ConfigError(f"data_mode must be auto, memory or stream, got {self.data_mode!r}")
+        if self.select_best not in SELECT_BEST:
+            raise ConfigError(f"select_best must be one of {', '.join(SELECT_BEST)}, got {self.select_best!r}")
+        for name in ("epochs", "batch_size", "width", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "num_workers", "stop_after_epoch"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, cls in (("augment_config", AugmentConfig), ("loss_weights", LossWeights)):
+            try:
+                cls(**getattr(self, name))
+            except TypeError:
+                valid = ", ".join(f.name for f in dataclasses.fields(cls))
+                raise ConfigError(f"{name} keys must be among {valid}, got {sorted(getattr(self, name))}") from None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainResult:
+    """What `train` returns: the best metric and the epoch reached, the run folder, whether it
+    stopped early (signal or `stop_after_epoch`), the resolved `select_best`, and the trained model
+    (the bare module, not the DDP wrapper)."""
+
+    best_metric: float
+    epoch: int
+    out: str
+    stopped: bool
+    select_best: str
+    model: torch.nn.Module
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -92,75 +132,62 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise NetInputError("--device cuda was asked for, but no CUDA device is available")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device("cpu")
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
+    """(AdamW with weight decay on conv weights only, LambdaLR warm-up + cosine) for `total_steps`."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    fused = next(model.parameters()).device.type == "cuda"
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999), fused=fused)
+    warmup = min(cfg.warmup_steps, max(1, total_steps // 10))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total_steps))
 
 
-def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); initialises the process group when launched by torchrun
-    (WORLD_SIZE > 1): NCCL on CUDA, gloo on the CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
+def resolve_select_best(cfg: TrainConfig, has_val: bool, has_template: bool) -> str:
+    """`cfg.select_best` with "auto" resolved; ConfigError when the shards lack what it needs."""
+    choice = cfg.select_best
+    if choice == "auto":
+        return ("val_dense" if has_template else "val_loss") if has_val else "train_loss"
+    if choice.startswith("val_") and not has_val:
+        raise ConfigError(f"select_best {choice} needs a validation split, but {cfg.shards} has no {cfg.val_split!r}")
+    if choice == "val_dense" and not has_template:
+        raise ConfigError(f"select_best val_dense needs {Path(cfg.shards) / TEMPLATE}, which is missing")
+    return choice
 
 
-def make_source(index: ShardIndex, split: str, device: torch.device, cfg: TrainConfig, augment: AugmentConfig | None):
+def make_source(index: ShardIndex, split: str, device: torch.device, cfg: TrainConfig,
+                augment: SeededAugment | None) -> ShardDataset | DeviceData:
     mode = cfg.data_mode
     if mode == "auto":
         mode = "memory" if fits_in_memory(split_nbytes(index, split), device) else "stream"
-    log.info("%s split: %s data path", split, "in-memory (on %s)" % device if mode == "memory" else "streaming")
+    log.info("%s split: %s data path", split, f"in-memory (on {device})" if mode == "memory" else "streaming")
     if mode == "memory":
-        return DeviceData(index, split, device, augment, cfg.seed)
-    return ShardDataset(index, split, augment, cfg.seed)
-
-
-def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        return DeviceData(index, split, device, augment)
+    return ShardDataset(index, split, augment)
 
 
 @torch.no_grad()
-def evaluate_source(model, source, device, head: str, k: int, weights: LossWeights, template, batch_size: int) -> dict:
+def evaluate_source(model, source, device, head: str, k: int, weights: LossWeights, facts: TemplateFacts | None,
+                    batch_size: int) -> dict:
     """Val loss and metrics of a (non-augmented) source: {"loss", "landmarks", "dense", "parts"}."""
     model.eval()
-    acc = Accumulator(*template) if template is not None else None
+    acc = Accumulator(facts) if facts is not None else None
     total, n = 0.0, 0
     for batch in iterate(source, eval_batches(len(source), batch_size), 0, device):
-        image = batch["image"].contiguous(memory_format=torch.channels_last) if device.type == "cuda" else batch["image"]
         with autocast(device):
-            out = model(image)
+            out = model(to_model_layout(batch["image"]))
             loss, _ = compute_loss(head, out, batch, k, weights)
-        total += float(loss) * len(image)
-        n += len(image)
+        total += float(loss) * len(batch["image"])
+        n += len(batch["image"])
         if acc is not None:
-            raw = model.module if hasattr(model, "module") else model
             parts = out["parts"].float().argmax(1)
-            uv = raw.head.decode_uv({k_: v.float() for k_, v in out.items()})
+            uv = model.head.decode_uv({k_: v.float() for k_, v in out.items()})
             acc.update({"uv": uv * (parts > 0).unsqueeze(1), "parts": parts, "fg": parts > 0}, batch)
     model.train()
     res = {"loss": total / max(n, 1)}
     if acc is not None:
         res.update(acc.summary())
     return res
-
-
-def template_tensors(root: Path):
-    path = root / "template.h5"
-    if not path.is_file():
-        return None, None
-    t = load_template(path)
-    return t, (torch.from_numpy(t.landmark_uv), torch.from_numpy(t.uv_to_xyz_filled), t.eye_distance)
 
 
 class StopFlag:
@@ -187,8 +214,8 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train a DenseReg network on `cfg.shards`; returns {"best_metric", "epoch", "out"}."""
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train a DenseReg network on `cfg.shards` (one process, or one rank of a torchrun launch)."""
     rank, world, device = setup_distributed(cfg.device)
     try:
         return _train(cfg, resume, rank, world, device)
@@ -197,17 +224,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> dict:
+def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> TrainResult:
     master = rank == 0
     out_dir = Path(cfg.out)
     index = ShardIndex.open(cfg.shards)
-    index.check_parts()
+    if index.part_names != PART_NAMES:
+        raise ShardFormatError(f"{index.root}: expected the 8 DenseReg parts {list(PART_NAMES)}, got {list(index.part_names)}")
     k = index.k
     index.files(cfg.train_split)  # raises on a missing or empty split
     has_val = index.has_split(cfg.val_split)
-    template, template_t = template_tensors(index.root)
+    facts = read_template_facts(index.root / TEMPLATE) if (index.root / TEMPLATE).is_file() else None
+    cfg = dataclasses.replace(cfg, select_best=resolve_select_best(cfg, has_val, facts is not None))
     weights = LossWeights(**cfg.loss_weights)
-    aug = AugmentConfig(**cfg.augment_config) if cfg.augment else None
+    aug = SeededAugment(AugmentConfig(**cfg.augment_config), cfg.seed) if cfg.augment else None
 
     torch.manual_seed(cfg.seed)
     if device.type == "cpu":
@@ -218,26 +247,20 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
     model = build_model(cfg.head, k, cfg.width).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.999),
-                            fused=device.type == "cuda")
 
     train_src = make_source(index, cfg.train_split, device, cfg, aug)
     val_src = make_source(index, cfg.val_split, device, cfg, None) if has_val else None
     n_train = len(train_src)
     steps_per_epoch = len(epoch_batches(n_train, cfg.batch_size, 0, cfg.seed, world, rank))
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup = min(cfg.warmup_steps, max(1, total_steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total_steps))
+    opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
 
     epoch, step, global_step, best = 0, 0, 0, float("inf")
     if resume and (out_dir / "last.pt").is_file():
-        ckpt = load_checkpoint(out_dir / "last.pt")
-        index.check_compatible(ckpt["k"], ckpt["part_names"], str(out_dir / "last.pt"))
+        where = str(out_dir / "last.pt")
+        ckpt = load_checkpoint(where)
+        check_fits_shards(ckpt["k"], ckpt["part_names"], index, where)
         if ckpt["model_config"]["head"] != cfg.head or ckpt["model_config"]["width"] != cfg.width:
-            raise NetInputError(f"{out_dir / 'last.pt'} is a {ckpt['model_config']} model; resume with the same --head/--width")
+            raise CheckpointError(f"{where} is a {ckpt['model_config']} model; resume with the same --head/--width")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -245,7 +268,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         if device.type == "cuda" and ckpt["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         epoch, step, global_step, best = ckpt["epoch"], ckpt["step"], ckpt["global_step"], ckpt["best_metric"]
-        log.info("resumed from %s at epoch %d step %d", out_dir / "last.pt", epoch, step)
+        log.info("resumed from %s at epoch %d step %d", where, epoch, step)
     elif resume:
         log.warning("--resume: no %s yet, starting fresh", out_dir / "last.pt")
 
@@ -258,6 +281,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         log.info("model %s: %.2f M parameters; %d training samples, %d steps/epoch x %d epochs, world %d, device %s",
                  cfg.head, count_parameters(raw_model) / 1e6, n_train, steps_per_epoch, cfg.epochs, world, device)
+        if not has_val:
+            log.warning("no validation split %r in %s", cfg.val_split, index.root)
+        log.info("best.pt: the epoch with %s (select_best %s)", _BEST_WORDS[cfg.select_best], cfg.select_best)
     mean_lm = read_split(index, cfg.train_split, ("landmarks",))["landmarks"].astype(np.float64).mean(0)
 
     def state(next_epoch, next_step):
@@ -268,10 +294,13 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             "config": cfg.to_dict(), "model_config": dict(raw_model.config), "k": k,
             "part_names": list(index.part_names), "index_sha256": index.sha256, "build_config": index.build_config,
             "image_size": list(index.image_size), "crop": index.crop(),
-            "template": ({"landmark_uv": template.landmark_uv.tolist(), "eye_distance": template.eye_distance}
-                         if template is not None else None),
+            "template": ({"landmark_uv": facts.landmark_uv.tolist(), "eye_distance": facts.eye_distance}
+                         if facts is not None else None),
             "mean_landmarks": mean_lm.tolist(), "version": _version(),
         }
+
+    def result(stopped: bool) -> TrainResult:
+        return TrainResult(best, epoch, str(out_dir), stopped, cfg.select_best, raw_model)
 
     metrics_path = out_dir / "metrics.csv"
     model.train()
@@ -280,10 +309,10 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             batches = epoch_batches(n_train, cfg.batch_size, epoch, cfg.seed, world, rank)
             t0, seen, loss_sum, loss_n = time.perf_counter(), 0, 0.0, 0
             for i, batch in enumerate(iterate(train_src, batches[step:], epoch, device, cfg.num_workers), start=step):
-                image = batch["image"].contiguous(memory_format=torch.channels_last) if device.type == "cuda" else batch["image"]
+                image = to_model_layout(batch["image"])
                 with autocast(device):
                     out = model(image)
-                    loss, terms = compute_loss(cfg.head, out, batch, k, weights)
+                    loss, _ = compute_loss(cfg.head, out, batch, k, weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -301,19 +330,19 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
                     if master:
                         save_checkpoint(state(epoch, i + 1), out_dir / "last.pt")
                         log.warning("stopped at epoch %d step %d; --resume continues", epoch + 1, i + 1)
-                    return {"best_metric": best, "epoch": epoch, "out": str(out_dir), "stopped": True}
+                    return result(True)
             epoch, step = epoch + 1, 0
             if master:
                 row = {"epoch": epoch, "global_step": global_step, "lr": sched.get_last_lr()[0],
                        "train_loss": loss_sum / max(loss_n, 1), "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
                 if val_src is not None:
-                    v = evaluate_source(raw_model, val_src, device, cfg.head, k, weights, template_t, cfg.batch_size)
+                    v = evaluate_source(raw_model, val_src, device, cfg.head, k, weights, facts, cfg.batch_size)
                     row["val_loss"] = v["loss"]
                     if "dense" in v:
                         row.update({"val_nme": v["landmarks"]["nme"], "val_auc": v["landmarks"]["auc@0.08"],
                                     "val_failure": v["landmarks"]["failure_rate"], "val_dense": v["dense"]["error"],
                                     "val_miou": v["parts"]["miou"]})
-                metric = row.get("val_dense", row.get("val_loss", row["train_loss"]))
+                metric = row[cfg.select_best]
                 _append_csv(metrics_path, row)
                 log.info("epoch %d done | %s", epoch, " | ".join(f"{k_} {v_:.4g}" for k_, v_ in row.items() if k_ != "epoch"))
                 improved = metric < best
@@ -321,11 +350,12 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
                 save_checkpoint(state(epoch, 0), out_dir / "last.pt")
                 if improved:
                     save_checkpoint(state(epoch, 0), out_dir / "best.pt")
+                    log.info("epoch %d is the best so far (%s %.4g): wrote best.pt", epoch, cfg.select_best, metric)
             if world > 1:
                 dist.barrier()
             if cfg.stop_after_epoch and epoch >= cfg.stop_after_epoch and epoch < cfg.epochs:
-                return {"best_metric": best, "epoch": epoch, "out": str(out_dir), "stopped": True}
-    return {"best_metric": best, "epoch": epoch, "out": str(out_dir), "stopped": False}
+                return result(True)
+    return result(False)
 
 
 def _any_rank(flag: bool, world: int, device) -> bool:
@@ -352,53 +382,14 @@ def _append_csv(path: Path, row: dict) -> None:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("densereg")
-    except Exception:
-        return "unknown"
+    import densereg_data
+
+    return densereg_data.__version__
 
 
-# --- command-line front end shared by `densereg-net train` and `python -m densereg_net.train` ---
+if __name__ == "__main__":  # the command line is densereg_cli.net's (libraries never import the CLI)
+    import sys
 
-def config_from_options(config_file=None, resume=False, **flags) -> TrainConfig:
-    """TrainConfig from defaults <- JSON file <- given flags."""
-    values = {}
-    if config_file:
-        try:
-            values.update(json.loads(Path(config_file).read_text()))
-        except (OSError, ValueError) as exc:
-            raise NetInputError(f"cannot read config file {config_file}: {exc}") from None
-    values.update({k: v for k, v in flags.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise NetInputError(f"unknown config keys {unknown}; valid keys: {', '.join(sorted(known))}")
-    return TrainConfig(**values)
-
-
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@train_options
-def _main_command(**kw):
-    """Train (for torchrun: python -m densereg_net.train SHARDS ...)."""
-    resume = kw.pop("resume")
-    cfg = config_from_options(resume=resume, **kw)
-    train(cfg, resume=resume)
-
-
-def main(argv=None) -> int:
-    level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        _main_command.main(args=argv, prog_name="densereg_net.train", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        return 2
-    except (NetInputError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    print("error: densereg_net.train is a library module; run `densereg-net train SHARDS ...`, or for DDP "
+          "`torchrun --nproc-per-node G -m densereg_cli.net train SHARDS ...` (docs/NET.md)", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,9 +1,12 @@
-"""A tiny synthetic shard directory (docs/FORMAT.md v1), written with h5py directly.
+"""A tiny synthetic shard directory, written by the real writer (`densereg_data.format.ShardWriter`,
+`write_template`, `write_index`): `densereg_data.format.verify` passes on it (tests/net/test_data.py
+checks that once).
 
 Faces are ellipses: u ramps left to right, v bottom to top, parts are blobs at fixed U-V spots,
 the 68 landmarks sit where the U-V equals the template's landmark_uv. template.h5 maps U-V to
 xyz = (u, v, 0) (NaN outside the unit disc around (0.5, 0.5)), so dense error = U-V distance /
-eye distance.
+eye distance. The per-sample metadata (crop_from_image, source, pose, ...) is random but stored, so a
+reader can be checked field by field.
 
 Also the fixtures of these tests (`shards`, the autouse `one_thread`); tests/net has no conftest.py,
 so `from conftest import ...` in tests/data always finds its own. Test modules import the fixtures:
@@ -16,11 +19,24 @@ import hashlib
 import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-from densereg_net.conventions import LANDMARK_FLIP, PART_NAMES
 
+from densereg_data.conventions import LANDMARK_FLIP
+from densereg_data.format import (
+    CONFIG,
+    INDEX,
+    TEMPLATE,
+    ShardWriter,
+    dumps_json,
+    shard_name,
+    write_index,
+    write_template,
+)
+from densereg_data.format.files import atomic_write_bytes
+
+#: Coefficients per sample (template.h5 model_size).
+MODEL_SIZE = 3
 G = 33
 
 
@@ -63,51 +79,53 @@ def synthetic_sample(size: int, rng) -> dict:
     return {"image": image, "uv": uv, "parts": parts, "landmarks": lm}
 
 
-def write_shards(root: Path, splits=None, size: int = 32, k: int = 10, version: int = 1,
-                 part_names=PART_NAMES, seed: int = 0) -> Path:
-    """Write a shard directory at root; splits {name: n samples} (default train 6, val 2)."""
+def sample_metadata(split: str, i: int, size: int, rng) -> dict:
+    """The non-pixel fields of one sample (random, within their documented ranges)."""
+    scale = rng.uniform(0.2, 0.5)
+    return {"crop_from_image": np.array([[scale, 0, -rng.uniform(0, 50)], [0, scale, -rng.uniform(0, 50)]]),
+            "source": f"{split}/img{i:03d}.png", "source_size": np.array([size * 4 + i, size * 5 + 2 * i]),
+            "fit_nme": rng.uniform(0, 0.05), "crop_from_template": rng.normal(size=(3, 4)),
+            "pose": rng.uniform(-30, 30, 3), "coefficients": rng.normal(size=MODEL_SIZE)}
+
+
+def write_shards(root: Path, splits=None, size: int = 32, k: int = 10, seed: int = 0) -> Path:
+    """Write a shard directory at root with the real writer; splits {name: n samples} (default train 6, val 2)."""
     splits = {"train": 6, "val": 2} if splits is None else splits
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    shards = []
+    records = []
     for split, n in splits.items():
-        samples = [synthetic_sample(size, rng) for _ in range(n)]
-        fname = f"{split}-00000.h5"
-        with h5py.File(root / fname, "w") as f:
-            f.attrs.update({"format": "densereg-shards", "format_version": version, "split": split})
-            for key, dtype, shape in [("image", np.uint8, (size, size, 3)), ("uv", np.float16, (size, size, 2)),
-                                      ("parts", np.uint8, (size, size)), ("landmarks", np.float32, (68, 2))]:
-                data = np.stack([s[key] for s in samples]) if n else np.zeros((0, *shape), dtype)
-                f.create_dataset(key, data=data, chunks=(1, *shape) if n else None,
-                                 compression="lzf" if n else None)
-            f.create_dataset("crop_from_image", data=np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (n, 1, 1)))
-            f.create_dataset("source", data=np.array([f"img{i}.png" for i in range(n)], dtype=object),
-                             dtype=h5py.string_dtype())
-        shards.append({"file": fname, "split": split, "samples": n, "bytes": (root / fname).stat().st_size,
-                       "sha256": hashlib.sha256((root / fname).read_bytes()).hexdigest()})
-    config = {"dataset": "synthetic", "size": size, "margin": 0.25, "seed": seed}
-    (root / "config.json").write_text(json.dumps(config))
-    index = {"format": "densereg-shards", "format_version": version, "densereg_version": "test",
-             "template": {"id": "synthetic", "hash": "0"}, "image_size": [size, size], "k": k,
-             "part_names": list(part_names), "splits": dict(splits), "split_aliases": {}, "shards": shards,
-             "config_sha256": hashlib.sha256((root / "config.json").read_bytes()).hexdigest()}
-    (root / "index.json").write_text(json.dumps(index, indent=1))
-    write_template(root / "template.h5")
+        with ShardWriter(root / shard_name(split, 0), split, size=size, model_size=MODEL_SIZE, capacity=n) as w:
+            for i in range(n):
+                w.append({**synthetic_sample(size, rng), **sample_metadata(split, i, size, rng)})
+            records.append(w.close())
+    config = dumps_json({"build": {"dataset": "synthetic", "size": size, "margin": 0.25, "seed": seed}})
+    atomic_write_bytes(root / CONFIG, config)
+    write_template(root / TEMPLATE, template_facts())
+    write_index(root, records=records, split_order=list(splits), split_aliases={}, image_size=size,
+                template={"id": "synthetic", "hash": "0" * 64}, config_sha256=hashlib.sha256(config).hexdigest(),
+                densereg_version="test", k=k)
     return root
 
 
-def write_template(path: Path) -> None:
+def rewrite_index(root: Path, **changes) -> Path:
+    """Change index.json's top-level keys (to make a deliberately bad shard directory)."""
+    index = json.loads((root / INDEX).read_text())
+    index.update(changes)
+    (root / INDEX).write_text(json.dumps(index))
+    return root
+
+
+def template_facts() -> dict:
+    """template.h5's arrays and attributes: xyz = (u, v, 0) on a G x G grid, NaN off the face."""
     g = np.linspace(0, 1, G)
     u, v = np.meshgrid(g, 1 - g)  # [row, col]: u = col / (G - 1), v = 1 - row / (G - 1)
     xyz = np.stack([u, v, np.zeros_like(u)], -1).astype(np.float32)
     xyz[(u - 0.5) ** 2 + (v - 0.5) ** 2 > 0.3] = np.nan
     lm = template_landmark_uv()
-    with h5py.File(path, "w") as f:
-        f["landmark_uv"] = lm
-        f["uv_to_xyz"] = xyz
-        f["eye_distance"] = float(np.linalg.norm(lm[36] - lm[45]))
-        f["part_uv"] = np.zeros((G, G), np.uint8)
-        f.attrs.update({"template_id": "synthetic", "template_hash": "0", "units": "uv", "model_size": 0})
+    return {"landmark_uv": lm, "uv_to_xyz": xyz, "eye_distance": float(np.linalg.norm(lm[36] - lm[45])),
+            "part_uv": np.zeros((G, G), np.uint8), "template_id": "synthetic", "template_hash": "0" * 64,
+            "units": "uv", "model_size": MODEL_SIZE}
 
 
 @pytest.fixture

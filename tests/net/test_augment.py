@@ -1,11 +1,18 @@
-import numpy as np
 import torch
+from net_fakes import one_thread, shards, write_shards  # noqa: F401  (fixtures)
 
-from densereg_net.augment import AugmentConfig, augment_batch, flip_batch, identity_params, sample_params, to_float_batch
-from densereg_net.conventions import LANDMARK_FLIP, PART_FLIP
+from densereg_data.conventions import LANDMARK_FLIP, PART_FLIP
+from densereg_data.format import ShardIndex, read_split
+from densereg_net.augment import (
+    AugmentConfig,
+    SeededAugment,
+    augment_batch,
+    flip_batch,
+    identity_params,
+    sample_params,
+    to_float_batch,
+)
 from densereg_net.data import DeviceData, ShardDataset, epoch_batches, iterate
-from densereg_net.shards import ShardIndex, read_split
-from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 def _batch(shards, n=3):
@@ -79,15 +86,25 @@ def test_label_warp_moves_with_landmarks(shards):
     assert torch.allclose(out["landmarks"][0], b["landmarks"][0] + torch.tensor([3.0, 2.0]))
 
 
-def test_stream_and_memory_paths_give_the_same_batches(shards):
-    index = ShardIndex.open(shards)
-    aug = AugmentConfig()
-    ds = ShardDataset(index, "train", aug, seed=3)
-    mem = DeviceData(index, "train", torch.device("cpu"), aug, seed=3)
+def test_stream_and_memory_paths_give_the_same_batches(tmp_path):
+    """The DataLoader path (SeededAugment as ShardDataset's transform, 2 workers) and the on-device path
+    (SeededAugment.batch) yield the same number of batches, each with the same samples, augmented alike."""
+    root = write_shards(tmp_path / "s", {"train": 7})
+    index = ShardIndex.open(root)
+    ds = ShardDataset(root, "train", SeededAugment(AugmentConfig(), seed=3))
+    mem = DeviceData(index, "train", torch.device("cpu"), SeededAugment(AugmentConfig(), seed=3))
     batches = epoch_batches(len(ds), 2, epoch=1, seed=3)
-    for a, b in zip(iterate(ds, batches, 1, torch.device("cpu"), num_workers=2), iterate(mem, batches, 1, torch.device("cpu"))):
+    assert len(batches) == 3  # 7 samples, batch 2, drop-last
+    stream = list(iterate(ds, batches, 1, torch.device("cpu"), num_workers=2))
+    memory = list(iterate(mem, batches, 1, torch.device("cpu")))
+    assert len(stream) == len(memory) == len(batches)
+    for ids, a, b in zip(batches, stream, memory):
+        assert a["index"].tolist() == b["index"].tolist() == ids
         for k in ("image", "uv", "parts", "landmarks"):
-            assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+            assert a[k].shape == b[k].shape and torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+    # and the augmentation really ran: the first batch differs from the raw samples
+    raw = ShardDataset(root, "train")[batches[0][0]]
+    assert not torch.allclose(stream[0]["image"][0], raw["image"], atol=1e-3)
 
 
 def test_epoch_batches_split_across_ranks():

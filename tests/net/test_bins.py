@@ -1,10 +1,10 @@
 import numpy as np
 import torch
+from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
-from densereg_net.conventions import decode_bins, encode_bins
+from densereg_data.conventions import decode_bins, encode_bins
 from densereg_net.losses import targets
 from densereg_net.model import build_model
-from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 def test_encode_decode_exact_including_ends():

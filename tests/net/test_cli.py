@@ -1,4 +1,4 @@
-"""eval, predict and bench through the CLI, and every bad input as one line with exit code 2."""
+"""eval, predict and bench through the CLI and the library, and every bad input as one line with exit code 2."""
 
 import json
 import shutil
@@ -8,21 +8,22 @@ import sys
 import numpy as np
 import pytest
 import torch
+from densereg_cli.net import main
+from net_fakes import one_thread, rewrite_index, shards, write_shards  # noqa: F401  (fixtures)
 from PIL import Image
 
-from net_fakes import write_shards
-from densereg_cli.net import main
-from densereg_net.errors import NetInputError
-from densereg_net.predict import crop_from_box, crop_from_landmarks, read_pts, write_pts
-from densereg_net.shards import ShardIndex
+from densereg_data.errors import InputError, ShardFormatError
+from densereg_data.format import ShardIndex, read_split
+from densereg_data.geometry.crop import crop_from_box, crop_from_landmarks, warp_crop
+from densereg_data.io.landmarks import read_pts, write_pts
+from densereg_net.predict import Predictor
 from densereg_net.train import TrainConfig, train
-from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("net")
-    shards = write_shards(root / "shards", {"train": 6, "val": 2, "test": 2})
+    shards = write_shards(root / "shards", {"train": 6, "val": 2, "test": 3})
     torch.set_num_threads(1)
     train(TrainConfig(shards=str(shards), out=str(root / "run"), epochs=1, batch_size=2, width=8, num_workers=0))
     return root
@@ -41,22 +42,39 @@ def test_help_is_instant():
     assert r.stdout.strip().endswith("False")
 
 
-def test_eval_writes_report(run, capsys):
+def test_eval_writes_report_on_val_by_default(run, capsys):
     assert main(["eval", str(run / "run" / "best.pt"), str(run / "shards"), "--out", str(run / "report")]) == 0
     rep = json.loads((run / "report" / "report.json").read_text())
-    assert rep["split"] == "test" and rep["samples"] == 2
+    assert rep["split"] == "val" and rep["samples"] == 2 and "'val' is the first of val, test, train" in rep["split_reason"]
     for key in ("landmarks", "dense", "parts", "mean_shape_baseline"):
         assert key in rep
     assert set(rep["landmarks"]) >= {"nme", "auc@0.08", "failure_rate"}
     for png in ("ced_landmarks.png", "ced_dense.png", "sheet.png"):
         assert Image.open(run / "report" / png).size[0] > 0
-    assert "NME" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("val (2 images") and "NME" in out
+    assert main(["eval", str(run / "run" / "best.pt"), str(run / "shards"), "--split", "test"]) == 0
+    assert capsys.readouterr().out.startswith("test (3 images")
+
+
+@pytest.mark.parametrize("splits, expected, words", [
+    ({"train": 2, "test": 2}, "test", "the first of val, test, train"),
+    ({"train": 2, "val": 0, "test": 2}, "test", "the first of val, test, train"),
+    ({"train": 2}, "train", "the training data, not a held-out score"),
+    ({"extra": 2}, "extra", "none of val, test, train here"),
+])
+def test_eval_default_split_is_one_the_shards_have(run, tmp_path, splits, expected, words, caplog):
+    from densereg_net.evaluate import evaluate
+    caplog.set_level("INFO")
+    root = write_shards(tmp_path / "s", splits)
+    rep = evaluate(run / "run" / "best.pt", root)
+    assert rep["split"] == expected and rep["samples"] == 2 and words in rep["split_reason"]
+    assert any(f"on split {expected!r}" in m and words in m for m in caplog.messages)
 
 
 def test_mean_shape_baseline_is_the_training_mean(run):
     from densereg_net.evaluate import evaluate
     from densereg_net.metrics import nme
-    from densereg_net.shards import read_split
     idx = ShardIndex.open(run / "shards")
     mean = read_split(idx, "train", ("landmarks",))["landmarks"].astype(np.float64).mean(0)
     test = read_split(idx, "test", ("landmarks",))["landmarks"].astype(np.float64)
@@ -64,39 +82,58 @@ def test_mean_shape_baseline_is_the_training_mean(run):
     assert rep["per_image"]["baseline_nme"] == pytest.approx([nme(mean, t) for t in test])
 
 
-def test_pts_round_trip_is_one_based(tmp_path):
-    p = tmp_path / "a.pts"
-    p.write_text("version: 1\nn_points:  2\n{\n1 1\n4 2\n}")
-    assert read_pts(p).tolist() == [[0, 0], [3, 1]]
-    write_pts(tmp_path / "b.pts", read_pts(p))
-    assert np.allclose(read_pts(tmp_path / "b.pts"), [[0, 0], [3, 1]])
-    assert "1.0000 1.0000" in (tmp_path / "b.pts").read_text()
-
-
-def test_crop_convention():
-    # the box centre lands at the crop centre; the square's side maps to S pixels
-    A = crop_from_box(10, 20, 50, 40, margin=0.25, size=64)
-    assert np.allclose(A @ [30, 30, 1], [31.5, 31.5])
-    side = 40 * 1.5
-    assert np.allclose(A[0, 0], 64 / side)
-    # the square's left edge (continuous) maps to the crop's left edge -0.5
-    assert np.allclose(A @ [30 - side / 2, 30, 1], [-0.5, 31.5])
-    pts = np.array([[10.0, 20.0], [50.0, 40.0]])
-    assert np.allclose(crop_from_landmarks(pts, 0.25, 64), A)
-
-
-def test_predict_writes_iuv_overlay_and_pts(run, tmp_path):
+def _face(tmp_path):
     img = (np.random.default_rng(0).uniform(0, 255, (50, 70, 3))).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "face.png")
-    write_pts(tmp_path / "face.pts", np.array([[20.0, 10.0], [45.0, 40.0]]))
+    pts = np.array([[20.0, 10.0], [45.0, 40.0]])
+    write_pts(tmp_path / "face.pts", pts)
+    return img, pts
+
+
+def test_predictor_returns_arrays_from_arrays_or_paths(run, tmp_path):
+    img, pts = _face(tmp_path)
+    p = Predictor(run / "run" / "best.pt", device="cpu")
+    a = p.predict(img, landmarks=pts)
+    b = p.predict(tmp_path / "face.png", landmarks=tmp_path / "face.pts")
+    A = crop_from_landmarks(pts, 32, 0.25)  # the one crop rule, with the shards' size and margin
+    assert np.array_equal(a.crop_from_image, A) and np.array_equal(a.crop, warp_crop(img, A, 32))
+    assert a.uv.shape == (32, 32, 2) and a.uv.dtype == np.float32 and a.parts.dtype == np.uint8
+    assert np.array_equal(a.fg, a.parts > 0) and (a.uv[~a.fg] == 0).all()
+    assert a.landmarks.shape == (68, 2) and a.landmarks.dtype == np.float64
+    for field in ("uv", "parts", "fg", "landmarks", "crop_from_image", "crop"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+    box = p.predict(img, bbox=(20, 10, 45, 40))
+    assert np.array_equal(box.crop_from_image, crop_from_box((20, 10, 45, 40), 32, 0.25))
+    # landmarks come back in image pixels: through the inverse of crop_from_image
+    crop_xy = a.landmarks @ A[:, :2].T + A[:, 2]
+    assert np.isfinite(crop_xy).all() and (crop_xy > -1).all() and (crop_xy < 33).all()
+
+
+def test_predict_cli_writes_iuv_overlay_and_pts(run, tmp_path):
+    img, _ = _face(tmp_path)
     assert main(["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.png"),
-                 "--landmarks", str(tmp_path / "face.pts"), "--out", str(tmp_path / "out")]) == 0
+                 "--landmarks", str(tmp_path / "face.pts"), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    pred = Predictor(run / "run" / "best.pt", device="cpu").predict(img, landmarks=tmp_path / "face.pts")
     iuv = np.asarray(Image.open(tmp_path / "out" / "face_iuv.png"))
-    assert iuv.shape == (32, 32, 3) and iuv[..., 0].max() <= 8
+    assert iuv.shape == (32, 32, 3) and np.array_equal(iuv[..., 0], pred.parts)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "face_crop.png")), pred.crop)
     assert np.asarray(Image.open(tmp_path / "out" / "face_overlay.png")).shape == (50, 70, 3)
-    assert read_pts(tmp_path / "out" / "face.pts").shape == (68, 2)
+    assert np.array_equal(read_pts(tmp_path / "out" / "face.pts").points, pred.landmarks)  # exact round trip
     assert main(["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.png"),
                  "--bbox", "20,10,45,40", "--out", str(tmp_path / "out2")]) == 0
+
+
+def test_labels_to_image_puts_each_crop_pixel_back(run):
+    from densereg_net.draw import labels_to_image
+    A = np.array([[0.5, 0.0, -5.25], [0.0, 0.5, -3.25]])  # image (x, y) -> crop (x / 2 - 5.25, y / 2 - 3.25)
+    parts = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    uv = np.stack([parts / 16.0, parts / 32.0], -1).astype(np.float32)
+    uv_img, parts_img = labels_to_image(uv, parts, A, (20, 24))
+    # crop column c is image columns 2c + 10, 2c + 11; crop row r is image rows 2r + 6, 2r + 7
+    want = np.zeros((20, 24), np.uint8)
+    want[6:14, 10:18] = np.repeat(np.repeat(parts, 2, 0), 2, 1)
+    assert np.array_equal(parts_img, want)
+    assert uv_img[8, 12, 1] == uv[1, 1, 1] and uv_img[13, 17, 0] == uv[3, 3, 0] and (uv_img[want == 0] == 0).all()
 
 
 def test_bench_cli_runs(capsys):
@@ -108,40 +145,34 @@ def test_bench_cli_runs(capsys):
 # --- bad input: one line each, exit 2 ---
 
 def test_wrong_format_version(tmp_path, capsys):
-    shards = write_shards(tmp_path / "s", version=2)
-    with pytest.raises(NetInputError, match="format version 2 is not supported"):
+    shards = rewrite_index(write_shards(tmp_path / "s"), format_version=2)
+    with pytest.raises(ShardFormatError, match="format_version 2, this reader reads 1"):
         ShardIndex.open(shards)
-    _one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format version 2")
+    _one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format_version 2")
 
 
 def test_not_a_shard_directory(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    _one_line_error(capsys, ["train", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], "index.json is missing")
+    _one_line_error(capsys, ["train", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], "no index.json")
 
 
 def test_missing_split(run, capsys):
-    with pytest.raises(NetInputError, match="split 'nope' is not in .*available: test, train, val"):
-        ShardIndex.open(run / "shards").files("nope")
     _one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(run / "shards"), "--split", "nope"],
-                    "split 'nope' is not in")
+                    "no split 'nope' in")
 
 
 def test_empty_split(tmp_path, capsys):
     shards = write_shards(tmp_path / "s", {"train": 0, "val": 2})
     _one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "split 'train' in")
-    with pytest.raises(NetInputError, match="is empty"):
-        ShardIndex.open(shards).files("train")
 
 
 def test_checkpoint_from_a_different_k(run, tmp_path, capsys):
     shards = write_shards(tmp_path / "s", {"train": 2, "test": 2}, k=8)
-    _one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(shards)],
-                    "trained with K = 10 bins, but")
+    _one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(shards)], "trained with K = 10 bins, but")
 
 
 def test_checkpoint_from_a_different_part_set(run, tmp_path, capsys):
-    names = ("a", "b", "c", "d", "e", "f", "g", "h")
-    shards = write_shards(tmp_path / "s", {"train": 2, "test": 2}, part_names=names)
+    shards = rewrite_index(write_shards(tmp_path / "s", {"train": 2, "test": 2}), part_names=list("abcdefgh"))
     _one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(shards)], "trained with parts")
 
 
@@ -160,7 +191,7 @@ def test_not_a_checkpoint(run, tmp_path, capsys):
 def test_image_that_is_not_an_image(run, tmp_path, capsys):
     (tmp_path / "face.jpg").write_text("hello, I am text")
     _one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.jpg"),
-                             "--bbox", "0,0,10,10", "--out", str(tmp_path / "o")], "is not a readable image")
+                             "--bbox", "0,0,10,10", "--out", str(tmp_path / "o")], "not an image")
 
 
 def test_bad_bbox_and_missing_crop(run, tmp_path, capsys):
@@ -168,23 +199,22 @@ def test_bad_bbox_and_missing_crop(run, tmp_path, capsys):
     _one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
                              "--bbox", "1,2,3", "--out", str(tmp_path / "o")], "--bbox must be X0,Y0,X1,Y1")
     _one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
-                             "--out", str(tmp_path / "o")], "exactly one of --landmarks")
+                             "--out", str(tmp_path / "o")], "exactly one of landmarks")
+    with pytest.raises(InputError, match="bbox must be 4 numbers"):
+        Predictor(run / "run" / "best.pt", "cpu").predict(np.zeros((8, 8, 3), np.uint8), bbox=(1, 2, 3))
 
 
-def test_crop_matches_the_shard_builder():
-    label = pytest.importorskip("densereg_data.geometry.crop")
-    from densereg_net.predict import crop_image
-    rng = np.random.default_rng(0)
-    lm = rng.uniform(100, 400, (68, 2))
-    for size in (64, 256):
-        A = crop_from_landmarks(lm, 0.25, size)
-        assert np.allclose(A, label.crop_from_landmarks(lm, size, 0.25), atol=1e-12)
-        img = rng.integers(0, 255, (480, 520, 3), dtype=np.uint8)
-        assert np.array_equal(crop_image(img, A, size), label.warp_crop(img, A, size))
+def test_bad_config_values_are_one_line(run, tmp_path, capsys):
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": "many"}))
+    _one_line_error(capsys, ["train", str(run / "shards"), "--config", str(tmp_path / "c.json")],
+                    "epochs must be int, got str 'many'")
+    _one_line_error(capsys, ["train", str(run / "shards"), "--head", "nope"], "head must be one of")
+    (tmp_path / "u.toml").write_text("[train]\nzoom = 2\n")
+    _one_line_error(capsys, ["train", str(run / "shards"), "--config", str(tmp_path / "u.toml")], "unknown settings")
 
 
-def test_crop_settings_from_nested_build_config(tmp_path):
-    import json as _json
-    shards = write_shards(tmp_path / "s")
-    (shards / "config.json").write_text(_json.dumps({"build": {"margin": 0.3, "size": 32}, "format_version": 1}))
-    assert ShardIndex.open(shards).crop() == {"margin": 0.3, "size": 32}
+def test_config_layering_defaults_file_flags(tmp_path):
+    from densereg_cli.net_train import train_config
+    (tmp_path / "c.toml").write_text('[train]\nepochs = 7\nbatch-size = 4\nhead = "regression"\n')
+    cfg = train_config(str(tmp_path / "c.toml"), {"shards": "s", "epochs": 9, "lr": None, "augment": False})
+    assert (cfg.epochs, cfg.batch_size, cfg.head, cfg.augment, cfg.lr) == (9, 4, "regression", False, 2e-3)

@@ -1,17 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from net_fakes import one_thread, shards, template_facts, template_landmark_uv  # noqa: F401  (fixtures)
 
-from net_fakes import synthetic_sample, template_landmark_uv, write_template
-from densereg_net.metrics import Accumulator, auc, dense_error, landmarks_from_uv, lookup_xyz, nme
-from densereg_net.shards import load_template
-from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
-
-
-def _sample(size=64, seed=0):
-    """A synthetic sample with float64 U-V (no float16 rounding): u, v exactly linear in x, y."""
-    s = synthetic_sample(size, np.random.default_rng(seed))
-    return s
+from densereg_data.format import TemplateFacts
+from densereg_net.metrics import Accumulator, auc, dense_error, landmarks_from_uv, nme
 
 
 def _exact_uv(size=64, seed=0):
@@ -29,9 +22,8 @@ def _exact_uv(size=64, seed=0):
 
 
 @pytest.fixture
-def template(tmp_path):
-    write_template(tmp_path / "template.h5")
-    return load_template(tmp_path / "template.h5")
+def template():
+    return TemplateFacts.from_dict(template_facts())
 
 
 def test_landmarks_from_perfect_uv_are_exact():
@@ -65,24 +57,28 @@ def test_nme_auc_failure_on_known_values():
     assert auc([0.2], 0.08) == 0.0
 
 
-def test_lookup_xyz_is_bilinear_on_the_grid(template):
-    grid = torch.from_numpy(template.uv_to_xyz_filled)
-    uv = torch.tensor([[0.5, 0.5], [0.25, 0.75], [0.3, 0.41]])
-    assert torch.allclose(lookup_xyz(uv, grid)[:, :2], uv, atol=1e-6)  # xyz = (u, v, 0) in the fixture
-    # row 0 is v = 1: the grid's [row, col] convention
-    G = grid.shape[0]
-    assert G == 33 and np.allclose(template.uv_to_xyz[8, 16, :2], [0.5, 0.75])
-    assert np.isnan(template.uv_to_xyz[0, 0]).all() and np.isfinite(template.uv_to_xyz_filled).all()
-
-
 def test_dense_error_zero_and_known_offset(template):
     uv, fg, _, _ = _exact_uv(32)
-    grid = torch.from_numpy(template.uv_to_xyz_filled)
-    assert dense_error(uv[None], uv[None], fg[None], grid, template.eye_distance).item() == pytest.approx(0, abs=1e-7)
+    assert dense_error(uv[None], uv[None], fg[None], template)[0] == pytest.approx(0, abs=1e-12)
     off = uv.clone()
-    off[0][fg] += 0.01
-    assert dense_error(off[None], uv[None], fg[None], grid, template.eye_distance).item() == pytest.approx(
-        0.01 / template.eye_distance, rel=1e-3)
+    off[0][fg] += 0.01  # xyz = (u, v, 0) in the fixture: the 3D error is the U-V error
+    assert dense_error(off[None], uv[None], fg[None], template)[0] == pytest.approx(0.01 / template.eye_distance, rel=1e-4)
+
+
+def test_dense_error_is_the_template_facts_lookup_per_image(template):
+    """Per image, the mean over TRUE foreground pixels of |facts.xyz(pred) - facts.xyz(true)| / eye
+    distance, NaN without foreground: the one U-V -> 3D lookup, also off the face (filled cells)."""
+    rng = np.random.default_rng(0)
+    true, pred = rng.uniform(0, 1, (3, 2, 8, 8)), rng.uniform(0, 1, (3, 2, 8, 8))
+    fg = rng.uniform(size=(3, 8, 8)) < 0.5
+    fg[2] = False
+    got = dense_error(torch.from_numpy(pred).float(), torch.from_numpy(true).float(), torch.from_numpy(fg), template)
+    for i in range(2):
+        a, b = pred[i].transpose(1, 2, 0)[fg[i]], true[i].transpose(1, 2, 0)[fg[i]]
+        a, b = a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64)
+        want = np.mean(np.linalg.norm(template.xyz(a) - template.xyz(b), axis=1)) / template.eye_distance
+        assert got[i] == pytest.approx(want, rel=1e-12)
+    assert np.isnan(got[2])
 
 
 def test_accumulator_perfect_prediction(template):
@@ -90,8 +86,7 @@ def test_accumulator_perfect_prediction(template):
     parts = torch.where(fg, 8, 0)
     parts[20:24, 20:24] = 3
     batch = {"uv": uv[None], "parts": parts[None], "landmarks": torch.from_numpy(lm)[None].float()}
-    acc = Accumulator(torch.from_numpy(template.landmark_uv), torch.from_numpy(template.uv_to_xyz_filled),
-                      template.eye_distance)
+    acc = Accumulator(template)
     acc.update({"uv": uv[None], "parts": parts[None], "fg": fg[None]}, batch)
     s = acc.summary()
     assert s["landmarks"]["nme"] < 1e-4 and s["landmarks"]["failure_rate"] == 0
@@ -101,20 +96,29 @@ def test_accumulator_perfect_prediction(template):
     # half of part 3 predicted as 8: IoU(3) = 0.5, IoU(8) = n8 / (n8 + 8)
     wrong = parts.clone()
     wrong[20:22, 20:24] = 8
-    acc2 = Accumulator(torch.from_numpy(template.landmark_uv), torch.from_numpy(template.uv_to_xyz_filled),
-                       template.eye_distance)
+    acc2 = Accumulator(template)
     acc2.update({"uv": uv[None], "parts": wrong[None], "fg": fg[None]}, batch)
     n8 = int((parts == 8).sum())
     assert acc2.part_iou()[3] == pytest.approx(0.5)
     assert acc2.part_iou()[8] == pytest.approx(n8 / (n8 + 8))
 
 
-def test_landmarks_from_piecewise_constant_uv_do_not_fail():
-    """A classification head predicts constant U-V in blocks: the local fit is singular there."""
+def test_landmarks_from_one_foreground_pixel_are_that_pixel():
+    """With one predicted-foreground pixel the local fit has 1 < 3 points: every landmark falls back
+    to the window's weighted average, which is that pixel, exactly."""
+    uv, _, _, _ = _exact_uv(64)
+    one_pixel = torch.zeros(64, 64, dtype=torch.bool)
+    one_pixel[10, 13] = True  # row 10, column 13: (x, y) = (13, 10)
+    got = landmarks_from_uv(uv, one_pixel, torch.from_numpy(template_landmark_uv()))
+    assert got.dtype == torch.float64 and torch.equal(got, torch.tensor([[13.0, 10.0]], dtype=torch.float64).repeat(68, 1))
+
+
+def test_landmarks_from_piecewise_constant_uv_stay_within_a_bin():
+    """A classification head predicts constant U-V in blocks (bin centres): the local fit is singular
+    there, the fallback keeps every landmark within one bin of the truth (finite, no failure)."""
     uv, fg, lm, _ = _exact_uv(64)
     blocky = (torch.floor(uv * 10) + 0.5) / 10 * fg
-    one_pixel = torch.zeros(64, 64, dtype=torch.bool)
-    one_pixel[10, 10] = True
-    for u, f in ((blocky, fg), (uv, one_pixel)):
-        got = landmarks_from_uv(u, f, torch.from_numpy(template_landmark_uv()))
-        assert got.shape == (68, 2) and torch.isfinite(got).all()
+    got = landmarks_from_uv(blocky, fg, torch.from_numpy(template_landmark_uv())).numpy()
+    bin_px = np.array([2 * 64 * 0.33, 2 * 64 * 0.4]) / 10  # one U-V bin in pixels along x and y
+    assert np.isfinite(got).all()
+    assert (np.abs(got - lm) <= bin_px).all(), np.abs(got - lm).max(0)

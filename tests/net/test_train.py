@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import signal
 import socket
@@ -9,9 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from net_fakes import one_thread, shards, write_shards  # noqa: F401  (fixtures)
 
-from densereg_net.train import TrainConfig, lr_factor, train
-from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
+from densereg_data.errors import ConfigError
+from densereg_data.format import ShardIndex
+from densereg_net.augment import AugmentConfig, SeededAugment
+from densereg_net.data import DeviceData, epoch_batches
+from densereg_net.losses import compute_loss
+from densereg_net.model import build_model
+from densereg_net.train import TrainConfig, lr_factor, make_optimizer, train
 
 SMALL = dict(epochs=3, batch_size=2, width=8, log_every=1, num_workers=0, warmup_steps=2)
 
@@ -37,20 +44,59 @@ def test_lr_schedule_warmup_then_cosine():
 def test_train_writes_checkpoints_metrics_and_config(shards, tmp_path, caplog):
     caplog.set_level("INFO")
     r = train(_cfg(shards, tmp_path / "run", epochs=2))
-    assert r["epoch"] == 2 and not r["stopped"]
+    assert r.epoch == 2 and not r.stopped and r.select_best == "val_dense"
     ck = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
     assert ck["epoch"] == 2 and ck["step"] == 0 and ck["k"] == 10 and len(ck["index_sha256"]) == 64
     assert ck["config"]["head"] == "quantized" and ck["crop"] == {"margin": 0.25, "size": 32}
+    assert _same(ck["model"], r.model.state_dict())
     assert (tmp_path / "run" / "best.pt").is_file()
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"] and "val_dense" in rows[0] and "val_nme" in rows[0]
+    assert r.best_metric == pytest.approx(min(float(row["val_dense"]) for row in rows))
     assert any("img/s" in m and "loss" in m and "lr" in m for m in caplog.messages)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["select_best"] == "val_dense"
+
+
+def test_without_a_val_split_best_is_the_lowest_training_loss_and_says_so(tmp_path, caplog, monkeypatch):
+    import densereg_net.train as T
+
+    caplog.set_level("INFO")
+    root = write_shards(tmp_path / "s", {"train": 6})
+    calls, real = {"n": 0}, T.compute_loss
+
+    def epoch_2_lowest(*a, **k):  # 3 steps per epoch: the loss of epoch 2 (steps 4-6) is scaled down
+        calls["n"] += 1
+        loss, terms = real(*a, **k)
+        return (loss * 0.01 if 4 <= calls["n"] <= 6 else loss), terms
+
+    monkeypatch.setattr(T, "compute_loss", epoch_2_lowest)
+    r = train(_cfg(root, tmp_path / "run", epochs=3))
+    assert r.select_best == "train_loss"
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    losses = [float(row["train_loss"]) for row in rows]
+    assert "val_loss" not in rows[0] and r.best_metric == min(losses) == losses[1]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["epoch"] == 2 and best["config"]["select_best"] == "train_loss"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["select_best"] == "train_loss"
+    assert any("no validation split 'val'" in m for m in caplog.messages)
+    assert any("best.pt: the epoch with the lowest training loss" in m for m in caplog.messages)
+    with pytest.raises(ConfigError, match="select_best val_dense needs a validation split"):
+        train(_cfg(root, tmp_path / "run2", select_best="val_dense"))
+
+
+def test_config_values_are_checked_in_one_line():
+    with pytest.raises(ConfigError, match="head must be one of classification, quantized, regression, got 'nope'"):
+        TrainConfig(head="nope")
+    with pytest.raises(ConfigError, match="epochs must be >= 1, got 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="augment_config keys must be among scale, "):
+        TrainConfig(augment_config={"zoom": 2})
 
 
 def test_resume_after_stop_equals_uninterrupted(shards, tmp_path):
     train(_cfg(shards, tmp_path / "full"))
     r = train(_cfg(shards, tmp_path / "part", stop_after_epoch=1))
-    assert r["stopped"] and r["epoch"] == 1
+    assert r.stopped and r.epoch == 1
     train(_cfg(shards, tmp_path / "part"), resume=True)
     assert _same(_weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "part" / "last.pt"))
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
@@ -75,7 +121,7 @@ def test_resume_after_sigterm_mid_epoch_equals_uninterrupted(shards, tmp_path, m
 
     monkeypatch.setattr(T, "compute_loss", kill_at_step_4)
     r = train(_cfg(shards, tmp_path / "part", data_mode="stream"))
-    assert r["stopped"]
+    assert r.stopped
     ck = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
     assert (ck["epoch"], ck["step"]) == (1, 1)  # 3 steps per epoch: stopped after the 4th
     monkeypatch.setattr(T, "compute_loss", real)
@@ -84,7 +130,7 @@ def test_resume_after_sigterm_mid_epoch_equals_uninterrupted(shards, tmp_path, m
 
 
 def _cli_args(shards, out, epochs):
-    return [sys.executable, "-m", "densereg_net.train", str(shards), "--out", str(out), "--epochs", str(epochs),
+    return [sys.executable, "-m", "densereg_cli.net", "train", str(shards), "--out", str(out), "--epochs", str(epochs),
             "--batch-size", "2", "--width", "8", "--num-workers", "0", "--device", "cpu"]
 
 
@@ -94,7 +140,6 @@ def _env():
 
 @pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
-    from net_fakes import write_shards
     shards = write_shards(tmp_path / "shards", {"train": 24, "val": 2})
     epochs = 4
     subprocess.run(_cli_args(shards, tmp_path / "full", epochs), check=True, env=_env(), capture_output=True)
@@ -122,20 +167,48 @@ def _ddp_worker(rank, world, port, shards, out):
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
     torch.set_num_threads(1)
-    train(TrainConfig(shards=shards, out=out, device="cpu", **{**SMALL, "epochs": 2}))
-    ck = torch.load(Path(out) / "last.pt", weights_only=True) if rank == 0 else None
-    del ck
+    r = train(TrainConfig(shards=shards, out=out, device="cpu", **{**SMALL, "epochs": 1}))
+    torch.save(r.model.state_dict(), Path(out) / f"rank{rank}.pt")
+
+
+def _one_step_in_one_process(shards, cfg: TrainConfig) -> dict:
+    """The same global batch in one process: each rank's half as a micro-batch (BatchNorm normalises
+    per rank under DDP, so per half here), gradients averaged over the halves, one optimizer step."""
+    index = ShardIndex.open(shards)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.head, index.k, cfg.width).train()
+    opt, _ = make_optimizer(model, cfg, total_steps=1)
+    data = DeviceData(index, "train", torch.device("cpu"), SeededAugment(AugmentConfig(**cfg.augment_config), cfg.seed))
+    opt.zero_grad()
+    for rank in range(2):
+        batch = data.batch(epoch_batches(len(data), cfg.batch_size, 0, cfg.seed, world=2, rank=rank)[0], 0)
+        loss, _ = compute_loss(cfg.head, model(batch["image"]), batch, index.k)
+        (loss / 2).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return dict(model.named_parameters())
 
 
 def test_ddp_two_processes_gloo_loopback(shards, tmp_path):
+    """One DDP step on 2 ranks x 2 samples: both ranks hold the same weights afterwards, and they are
+    the weights of one process stepping on the same global batch of 4 (gradients averaged)."""
     import torch.multiprocessing as mp
     out = tmp_path / "ddp"
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(shards), str(out)), nprocs=2, join=True)
     ck = torch.load(out / "last.pt", weights_only=True)
-    # 6 samples, 2 per rank per step, 2 ranks -> 1 step per epoch
-    assert ck["epoch"] == 2 and ck["global_step"] == 2
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert len(rows) == 2
+    assert ck["epoch"] == 1 and ck["global_step"] == 1  # 6 samples, 2 per rank, 2 ranks -> 1 step
+    halves = [epoch_batches(6, 2, 0, 0, world=2, rank=r)[0] for r in range(2)]
+    assert sorted(halves[0] + halves[1]) == sorted(epoch_batches(6, 4, 0, 0)[0])  # one global batch of 4
+    rank0, rank1 = torch.load(out / "rank0.pt", weights_only=True), torch.load(out / "rank1.pt", weights_only=True)
+    reference = _one_step_in_one_process(shards, TrainConfig(shards=str(shards), device="cpu", **{**SMALL, "epochs": 1}))
+    torch.manual_seed(0)
+    init = dict(build_model("quantized", 10, SMALL["width"]).named_parameters())
+    for name, param in reference.items():
+        assert torch.equal(rank0[name], rank1[name]), name
+        assert torch.allclose(rank0[name], param.detach(), rtol=0, atol=1e-6), name
+    assert any(not torch.equal(rank0[n], init[n].detach()) for n in reference)  # the step changed the weights
+    assert _same(ck["model"], rank0)
+    assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 1
 
 
 @pytest.mark.slow
@@ -144,7 +217,7 @@ def test_torchrun_two_processes(shards, tmp_path):
     if not torchrun.exists():
         pytest.skip("torchrun not installed beside the interpreter")
     cmd = [str(torchrun), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-           "-m", "densereg_net.train"] + _cli_args(shards, tmp_path / "tr", 1)[3:]
+           "-m", "densereg_cli.net", "train"] + _cli_args(shards, tmp_path / "tr", 1)[4:]
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "tr" / "last.pt").is_file()
