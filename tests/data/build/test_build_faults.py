@@ -27,7 +27,7 @@ from densereg_data.errors import BuildError
 from densereg_data.format import open_shards, verify
 from densereg_data.io.landmarks import read_pts, write_pts
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/data: the test doubles live there
 
 
 def _cfg(root, out, **kw) -> BuildConfig:

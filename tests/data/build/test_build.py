@@ -23,7 +23,7 @@ from densereg_data.errors import BuildError
 from densereg_data.format.verify import verify
 from densereg_data.format import SCHEMA, open_shards
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/data: the test doubles live there
 
 
 def _cfg(root, out, **kw):

@@ -13,7 +13,7 @@ from densereg_data.build.datasets import DATASETS, make_dataset
 from densereg_data.build.datasets.folder import val_score
 from densereg_data.errors import BuildError
 
-DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "300w-dev"
+DEV = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "300w-dev"
 
 #: folder -> number of faces in the real 300-W distribution.
 IBUG_COUNTS = {"afw": 337, "helen/trainset": 2000, "lfpw/trainset": 811, "helen/testset": 330, "lfpw/testset": 224, "ibug": 135}

@@ -10,7 +10,7 @@ import pytest
 from densereg_data.errors import LandmarkFileError
 from densereg_data.io.landmarks import Landmarks, read_landmarks, read_ljson, read_pts, write_ljson, write_pts
 
-DEV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "300w-dev" / "02_Outdoor"
+DEV = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "300w-dev" / "02_Outdoor"
 
 
 def _pts_text(rows: list[str], *, n: int | None = None, spacing: str = " ", newline: str = "\n", end: str = "\n") -> str:
