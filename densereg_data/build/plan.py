@@ -128,20 +128,18 @@ def plan_shards(scan: Scan, capacity: int, config_sha: str) -> list[dict]:
 
 def existing_shard(path: Path, entry: dict, size: int, model_size: int) -> tuple[ShardRecord, list[dict]] | None:
     """The record and skips of an already complete shard matching its plan, else None."""
-    import h5py
-
-    from densereg_data.format.verify import check_shard_schema
+    from densereg_data.format.reader import check_shard_schema, h5_guard, open_shard_file
 
     if not path.is_file():
         return None
     try:
-        with h5py.File(path, "r") as f:
+        with open_shard_file(path) as f, h5_guard(path):
             if f.attrs.get("plan_sha256") != entry["plan_sha256"]:
                 return None
             check_shard_schema(f, str(path), size=size, model_size=model_size, samples=None, split=entry["split"])
             n = f["image"].shape[0]
             skipped = json.loads(f.attrs.get("skipped", "[]"))
-    except (OSError, ShardFormatError, ValueError) as exc:
+    except (OSError, ShardFormatError, ValueError, RecursionError) as exc:
         log.warning("redoing %s: %s", path.name, exc)
         return None
     return ShardRecord(path.name, entry["split"], n, path.stat().st_size, sha256_file(path)), skipped
