@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_read.py [SHARDS] [--runs 5]
 
 Without SHARDS it writes a synthetic 400-sample folder at 256x256 (fake labels on real-looking noise
-images) in a temporary folder, for each compression. Prints a markdown table and one JSON line (median
-over runs; target >= 1,000 samples/s).
+images) in a temporary folder, for each compression. With SHARDS it also times `verify` with and without
+its value pass. Prints markdown tables and one JSON line (medians over runs).
 """
 
 from __future__ import annotations
@@ -59,6 +59,21 @@ def _measure(path: Path, runs: int) -> tuple[float, int, float]:
     return statistics.median(rates), n, sum(s["bytes"] for s in index["shards"]) / max(n, 1)
 
 
+def _verify_ms(path: Path, runs: int) -> tuple[float, float]:
+    """Median ms of `verify` without and with its value pass (checksums and schema in both)."""
+    import densereg_data
+
+    out = []
+    for values in (False, True):
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            densereg_data.verify(path, values=values)
+            times.append(1e3 * (time.perf_counter() - t0))
+        out.append(statistics.median(times))
+    return out[0], out[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("shards", nargs="?", type=Path)
@@ -70,9 +85,11 @@ def main() -> int:
     except (AttributeError, OSError):
         pass
     rows = []
+    verify_ms = None
     if args.shards is not None:
         rate, n, bps = _measure(args.shards, args.runs)
         rows.append((str(args.shards), rate, n, bps))
+        verify_ms = _verify_ms(args.shards, args.runs)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             for comp in ("lzf", "none"):
@@ -82,9 +99,12 @@ def main() -> int:
     print("| shards | samples/s (1 core, median of %d) | samples | kB/sample |\n|---|---|---|---|" % args.runs)
     for name, rate, n, bps in rows:
         print(f"| {name} | {rate:.0f} | {n} | {bps / 1e3:.1f} |")
-    print(json.dumps({"bench": "read", "target": 1000, "results": [
+    if verify_ms is not None:
+        print(f"\n| verify (1 core, median of {args.runs}) | ms |\n|---|---|")
+        print(f"| checksums + schema (`values=False`) | {verify_ms[0]:.0f} |\n| + every array's values (default) | {verify_ms[1]:.0f} |")
+    print(json.dumps({"bench": "read", "results": [
         {"shards": name, "samples_per_second": round(rate, 1), "samples": n, "bytes_per_sample": round(bps)}
-        for name, rate, n, bps in rows]}))
+        for name, rate, n, bps in rows], "verify_ms": verify_ms}))
     return 0
 
 
