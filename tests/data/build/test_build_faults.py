@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import make_pts_tree
 from densereg_fakes import fake_backend
-from hostile import bomb_chunk_png, dev_zero_link, fifo, ppm
+from hostile import bigint_ljson, bomb_chunk_png, deep_ljson, dev_zero_link, fifo, huge_png, ppm
 
 from densereg_cli.data import main
 from densereg_data.build.pipeline import BuildConfig, run_build
@@ -53,6 +53,9 @@ def test_bad_samples_are_skipped_and_the_good_ones_written(tmp_path):
                        ("ztxt.png", lambda p: bomb_chunk_png(p, b"zTXt"))]:
         make(faces / name)
         (faces / name).with_suffix(".pts").write_text(good_pts)
+    for name, make in [("deep", deep_ljson), ("bigint", bigint_ljson)]:
+        shutil.copy(faces / "face 01.png", faces / f"{name}.png")
+        make(faces / f"{name}.ljson")
     shutil.copy(faces / "face 02.png", faces / "fifo.png")
     fifo(faces / "fifo.pts")
     shutil.copy(faces / "face 02.png", faces / "zero.png")
@@ -66,8 +69,21 @@ def test_bad_samples_are_skipped_and_the_good_ones_written(tmp_path):
     assert report.written == 4
     skips = _skips(tmp_path / "s")
     assert skips == {"faces/maxval0.ppm": "image", "faces/maxval_huge.ppm": "image", "faces/ztxt.png": "image",
-                     "faces/fifo.png": "landmarks", "faces/zero.png": "landmarks", "faces/bad\\xffname.png": "name"}
+                     "faces/fifo.png": "landmarks", "faces/zero.png": "landmarks", "faces/bad\\xffname.png": "name",
+                     "faces/deep.png": "landmarks", "faces/bigint.png": "landmarks"}
     verify(tmp_path / "s")
+
+
+def test_label_refuses_a_huge_image_from_its_header(tmp_path, capsys):
+    import resource
+
+    make_pts_tree(tmp_path / "d", n=1)
+    pts = next((tmp_path / "d").rglob("*.pts"))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code = main(["-q", "label", str(huge_png(tmp_path / "huge.png")), str(pts), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "12000x12000 pixels" in err and "huge.png" in err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300_000  # kB: never decoded
 
 
 def test_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys):
