@@ -35,7 +35,7 @@ from densereg_data.face.template import Template
 
 log = logging.getLogger(__name__)
 
-MODEL_DERIVATION_VERSION = "lb-model-1"
+MODEL_DERIVATION_VERSION = "lb-model-2"
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,9 +157,14 @@ def _lb_arrays(template: Template, n_functions: int) -> dict[str, np.ndarray]:
 
     log.info("computing %d Laplace-Beltrami eigenfunctions of template %s; cached afterwards", n_functions, template.id)
     lap, mass = cotangent_laplacian(template.vertices, template.faces)
-    values, vectors = eigsh(lap, k=n_functions + 1, M=sparse.diags(mass).tocsc(), sigma=-1e-3, which="LM")
+    # a fixed start vector and a fixed sign per function: the same basis (and so the same coefficients
+    # in every shard) on every machine and every derivation, not ARPACK's random start's
+    v0 = np.random.default_rng(0).standard_normal(len(mass))
+    values, vectors = eigsh(lap, k=n_functions + 1, M=sparse.diags(mass).tocsc(), sigma=-1e-3, which="LM", v0=v0)
     order = np.argsort(values)
     values, vectors = values[order], vectors[:, order]
+    peak = np.abs(vectors).argmax(axis=0)
+    vectors = vectors * np.sign(vectors[peak, np.arange(vectors.shape[1])])  # largest entry positive
     # drop the constant function: a translation, which the camera already has
     return {"eigenvalues": values[1:], "functions": vectors[:, 1:].astype(np.float32), "mass": mass}
 

@@ -61,3 +61,22 @@ def test_unknown_basis_is_refused(face_model):
     spec = dict(face_model.template.definition["model"], basis="pca")
     with pytest.raises(TemplateError, match="unknown model basis 'pca'; valid: laplace-beltrami"):
         laplace_beltrami_model(face_model.template, spec)
+
+
+def test_laplace_beltrami_basis_is_the_same_on_every_derivation():
+    """A fixed ARPACK start and a fixed sign per function: the basis (and so every shard's coefficients)
+    does not depend on the run or the machine. The largest entry of each function is positive."""
+    from types import SimpleNamespace
+
+    from densereg_data.face.shape_model import _lb_arrays
+
+    n = 30
+    y, x = np.mgrid[0:n, 0:n].astype(np.float64)
+    vertices = np.c_[x.ravel(), y.ravel(), 0.1 * np.sin(x.ravel() / 4) * np.cos(y.ravel() / 5)]
+    quad = (np.arange(n - 1)[:, None] * n + np.arange(n - 1)[None, :]).ravel()
+    faces = np.r_[np.c_[quad, quad + 1, quad + n], np.c_[quad + 1, quad + n + 1, quad + n]].astype(np.int64)
+    mesh = SimpleNamespace(vertices=vertices, faces=faces, id="grid")
+    a, b = _lb_arrays(mesh, 12), _lb_arrays(mesh, 12)
+    assert np.array_equal(a["functions"], b["functions"])
+    f = a["functions"]
+    assert (f[np.abs(f).argmax(axis=0), np.arange(f.shape[1])] > 0).all()
