@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import click
 from densereg_cli.common import run_group, setup_logging, verbosity_options
-from densereg_cli.net_predict import parse_bbox, write_prediction
+from densereg_cli.net_predict import parse_bbox, prediction_paths, write_prediction
 from densereg_cli.net_train import train_config, train_options
 
 
@@ -74,10 +74,12 @@ def predict_cmd(checkpoint, image, landmarks_path, bbox, out, device) -> None:
     from densereg_data.io.images import read_image
     from densereg_net.predict import Predictor
 
+    inputs = [checkpoint, image] + ([landmarks_path] if landmarks_path else [])
+    paths = prediction_paths(out, Path(image).stem, inputs)
+    box = parse_bbox(bbox) if bbox else None
     predictor = Predictor(checkpoint, device)
     pixels = read_image(image)
-    prediction = predictor.predict(pixels, landmarks_path, parse_bbox(bbox) if bbox else None)
-    for f in write_prediction(prediction, pixels, out, Path(image).stem, predictor.k):
+    for f in write_prediction(predictor.predict(pixels, landmarks_path, box), pixels, paths, predictor.k):
         click.echo(f)
 
 

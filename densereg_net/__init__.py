@@ -17,10 +17,11 @@ name:
 from __future__ import annotations
 
 from densereg_net.augment import AugmentConfig, SeededAugment
+from densereg_net.config import TrainConfig
 from densereg_net.data import DeviceData, ShardDataset
 from densereg_net.model import HEADS, build_model
 from densereg_net.predict import Prediction, Predictor
-from densereg_net.train import TrainConfig, TrainResult
+from densereg_net.train import TrainResult
 
 __all__ = [
            "HEADS",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from densereg_data.format import ShardIndex, open_shards, read_split
+from densereg_data.format import ShardIndex, open_shard_file, open_shards, read_split
 from densereg_net.augment import LABEL_KEYS, SeededAugment, to_float_batch
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,20 @@ class ShardDataset(torch.utils.data.Dataset):
     "coefficients": (C,) float32, "index": int (the sample's position in the split)}, passed through
     ``transform(item) -> item`` when one is given. `set_epoch` is forwarded to the transform (the
     seeded augmentation needs it; call it before each epoch).
+
+    Every shard file of the split is opened and checked once here (`open_shard_file`: plain datasets
+    stored in the file, the schema), so a hostile or broken file is one `ShardFormatError` naming it
+    in the constructing process, never a DataLoader worker's traceback.
     """
 
     def __init__(self, path: str | os.PathLike | ShardIndex, split: str,
                  transform: Callable[[dict], dict] | None = None):
         self.reader = open_shards(path.root if isinstance(path, ShardIndex) else path, split)
         self.split, self.transform = split, transform
+        index = self.reader.index
+        for rec in self.reader.shards:
+            open_shard_file(index.root / rec["file"], size=index.image_size[0], samples=rec["samples"],
+                            split=rec["split"]).close()
 
     def __len__(self) -> int:
         return len(self.reader)

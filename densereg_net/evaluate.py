@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densereg_data.errors import ShardFormatError
+from densereg_data.errors import ConfigError, ShardFormatError
 from densereg_data.format import TEMPLATE, ShardIndex, read_template_facts
+from densereg_data.io.outputs import check_output
 from densereg_net.checkpoint import check_fits_shards, load_checkpoint, model_from_checkpoint
 from densereg_net.data import ShardDataset, eval_batches, iterate
 from densereg_net.device import autocast, resolve_device, to_model_layout
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: The splits `evaluate` scores when none is named, in order of preference.
 DEFAULT_SPLITS = ("val", "test", "train")
+#: The files `evaluate(..., out=)` writes into `out`.
+REPORT_FILES = ("report.json", "ced_landmarks.png", "ced_dense.png", "sheet.png")
 
 
 def default_split(index: ShardIndex) -> tuple[str, str]:
@@ -51,7 +54,12 @@ def default_split(index: ShardIndex) -> tuple[str, str]:
 def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size: int = 16, device: str = "auto",
              sheet_rows: int = 8) -> dict:
     """Score `checkpoint` on `split` of `shards` (None: see `default_split`); write the report into
-    `out` when given; return it (a dict, see the module docstring; "split" says which was scored)."""
+    `out` when given; return it (a dict, see the module docstring; "split" says which was scored).
+    None of the report files may replace an input or land in a shard folder (`check_output`)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    for name in REPORT_FILES if out is not None else ():
+        check_output(Path(out) / name, [checkpoint, shards])
     ckpt = load_checkpoint(checkpoint)
     index = ShardIndex.open(shards)
     check_fits_shards(ckpt["k"], ckpt["part_names"], index, str(checkpoint))

@@ -26,6 +26,9 @@ from densereg_data.conventions import DEFAULT_K, N_PARTS, decode_bins
 from densereg_data.errors import ConfigError
 
 HEADS: dict[str, type] = {}
+#: The widest model built (8 * MAX_WIDTH channels at stride 16: about 230 M parameters); a config or a
+#: checkpoint asking for more is refused.
+MAX_WIDTH = 256
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

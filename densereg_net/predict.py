@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from densereg_data.conventions import LANDMARK_LIMIT_PX
 from densereg_data.errors import CheckpointError, InputError, ShapeError
 from densereg_data.geometry.affine import apply_affine, invert_affine
 from densereg_data.geometry.crop import crop_from_box, crop_from_landmarks, warp_crop
@@ -59,34 +60,50 @@ class Predictor:
         ckpt = load_checkpoint(checkpoint)
         if ckpt.get("template") is None:
             raise CheckpointError(f"{checkpoint} has no template landmark U-V (trained on shards without template.h5)")
-        crop = ckpt.get("crop") or {"margin": 0.25, "size": ckpt.get("image_size", [256])[0]}
-        self.size, self.margin = int(crop["size"]), float(crop["margin"])
+        self.size, self.margin = int(ckpt["crop"]["size"]), float(ckpt["crop"]["margin"])
         self.k, self.head = int(ckpt["k"]), ckpt["model_config"]["head"]
         self.device = resolve_device(device)
         self.model = model_from_checkpoint(ckpt, self.device)
         self.landmark_uv = torch.tensor(ckpt["template"]["landmark_uv"], dtype=torch.float64)
 
     def crop_from_image(self, landmarks=None, bbox=None) -> np.ndarray:
-        """(2, 3) float64 crop_from_image from exactly one of `landmarks` ((n, 2) (x, y) pixels or a
-        .pts/.ljson path) and `bbox` ((x0, y0, x1, y1) pixels)."""
+        """(2, 3) float64 crop_from_image from exactly one of `landmarks` ((68, 2) (x, y) pixels or a
+        .pts/.ljson path of 68 points: the crop rule the shards were built with) and `bbox`
+        ((x0, y0, x1, y1) pixels, finite, within LANDMARK_LIMIT_PX of the origin, x1 > x0, y1 > y0)."""
         if (landmarks is None) == (bbox is None):
             raise InputError("give exactly one of landmarks (points or a .pts file) and bbox (x0, y0, x1, y1)")
         if bbox is not None:
-            box = np.asarray(bbox, dtype=np.float64).ravel()
+            try:
+                box = np.asarray(bbox, dtype=np.float64).ravel()
+            except (TypeError, ValueError):
+                raise ShapeError(f"bbox must be 4 numbers x0, y0, x1, y1, got {str(bbox)[:60]}") from None
             if box.shape != (4,):
                 raise ShapeError(f"bbox must be 4 numbers x0, y0, x1, y1, got {box.size}")
-            return crop_from_box(box, self.size, self.margin)
+            if not np.all(np.abs(box) <= LANDMARK_LIMIT_PX):  # NaN fails too
+                raise ShapeError(f"bbox must be finite and within {LANDMARK_LIMIT_PX:g} pixels of the image origin, "
+                                 f"got {', '.join(f'{b:g}' for b in box)}")
+            return self._within_reach(crop_from_box(box, self.size, self.margin), "bbox")
         if isinstance(landmarks, (str, os.PathLike)):
-            points = read_landmarks(landmarks, n_points=None).points
+            points = read_landmarks(landmarks).points
         else:
-            points = Landmarks(np.asarray(landmarks, dtype=np.float64), n_expected=None).points
-        return crop_from_landmarks(points, self.size, self.margin)
+            points = Landmarks(np.asarray(landmarks, dtype=np.float64)).points
+        return self._within_reach(crop_from_landmarks(points, self.size, self.margin), "landmarks")
+
+    def _within_reach(self, A: np.ndarray, what: str) -> np.ndarray:
+        """`A` if the crop square (and the few pixels around it a predicted landmark may reach) lies within
+        LANDMARK_LIMIT_PX of the image origin, so the predicted landmarks are valid `Landmarks`."""
+        S = self.size
+        reach = float(np.abs(apply_affine(invert_affine(A), np.array([[-8.0, -8.0], [S + 8.0, S + 8.0]]))).max())
+        if not reach <= LANDMARK_LIMIT_PX:
+            raise ShapeError(f"the crop around the {what} reaches {reach:g} pixels from the image origin "
+                             f"(more than {LANDMARK_LIMIT_PX:g})")
+        return A
 
     @torch.no_grad()
     def predict(self, image, landmarks=None, bbox=None) -> Prediction:
         """Predict U-V, parts and the 68 landmarks of the face given by `landmarks` or `bbox`.
 
-        image: (H, W, 3) uint8 RGB or an image path; landmarks: (n, 2) float (x, y) pixels or a
+        image: (H, W, 3) uint8 RGB or an image path; landmarks: (68, 2) float (x, y) pixels or a
         .pts/.ljson path; bbox: (x0, y0, x1, y1) pixels. Exactly one of landmarks and bbox.
         """
         if isinstance(image, (str, os.PathLike)):

@@ -24,7 +24,7 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +34,10 @@ import torch.distributed as dist
 from densereg_data.conventions import PART_NAMES
 from densereg_data.errors import CheckpointError, ConfigError, ShardFormatError
 from densereg_data.format import TEMPLATE, ShardIndex, TemplateFacts, read_split, read_template_facts
+from densereg_data.io.outputs import check_output
 from densereg_net.augment import AugmentConfig, SeededAugment
-from densereg_net.checkpoint import check_fits_shards, load_checkpoint, save_checkpoint
+from densereg_net.checkpoint import check_fits_shards, load_checkpoint, restore_training, save_checkpoint
+from densereg_net.config import SELECT_BEST, TrainConfig
 from densereg_net.data import (
     DeviceData,
     ShardDataset,
@@ -48,66 +50,14 @@ from densereg_net.data import (
 from densereg_net.device import autocast, setup_distributed, to_model_layout
 from densereg_net.losses import LossWeights, compute_loss
 from densereg_net.metrics import Accumulator
-from densereg_net.model import HEADS, build_model, count_parameters
+from densereg_net.model import build_model, count_parameters
 
 log = logging.getLogger(__name__)
 
-#: What `TrainConfig.select_best` may say: which per-epoch number, lowest wins, makes best.pt.
-SELECT_BEST = ("auto", "val_dense", "val_loss", "train_loss")
+__all__ = ["SELECT_BEST", "TrainConfig", "TrainResult", "train", "make_optimizer", "lr_factor", "check_run_folder"]
+
 _BEST_WORDS = {"val_dense": "the lowest val dense error", "val_loss": "the lowest val loss",
                "train_loss": "the lowest training loss (no validation split)"}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Flat training config. Resolved as dataclass defaults <- config file <- flags by
-    `densereg_data.config.layered_config` (the CLI's ``--config``); ranges checked here (ConfigError)."""
-
-    shards: str = ""
-    out: str = "runs/densereg"
-    epochs: int = 30
-    batch_size: int = 16  # per process
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 100  # capped at 10% of all steps
-    grad_clip: float = 2.0
-    head: str = "quantized"
-    width: int = 32
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    data_mode: str = "auto"  # auto | memory | stream
-    num_workers: int = 2
-    log_every: int = 10
-    train_split: str = "train"
-    val_split: str = "val"
-    augment: bool = True
-    select_best: str = "auto"  # see SELECT_BEST; config.json holds the resolved choice
-    stop_after_epoch: int = 0  # > 0: stop (as if killed) after this many epochs; for tests and budgets
-    augment_config: dict = field(default_factory=lambda: AugmentConfig().to_dict())
-    loss_weights: dict = field(default_factory=lambda: LossWeights().to_dict())
-
-    def __post_init__(self):
-        if self.head not in HEADS:
-            raise ConfigError(f"head must be one of {', '.join(sorted(HEADS))}, got {self.head!r}")
-        if self.data_mode not in ("auto", "memory", "stream"):
-            raise ConfigError(f"data_mode must be auto, memory or stream, got {self.data_mode!r}")
-        if self.select_best not in SELECT_BEST:
-            raise ConfigError(f"select_best must be one of {', '.join(SELECT_BEST)}, got {self.select_best!r}")
-        for name in ("epochs", "batch_size", "width", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "weight_decay", "grad_clip", "warmup_steps", "num_workers", "stop_after_epoch"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name, cls in (("augment_config", AugmentConfig), ("loss_weights", LossWeights)):
-            try:
-                cls(**getattr(self, name))
-            except TypeError:
-                valid = ", ".join(f.name for f in dataclasses.fields(cls))
-                raise ConfigError(f"{name} keys must be among {valid}, got {sorted(getattr(self, name))}") from None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,7 +176,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
 def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> TrainResult:
     master = rank == 0
-    out_dir = Path(cfg.out)
+    out_dir = check_run_folder(cfg.out, cfg.shards, resume)
     index = ShardIndex.open(cfg.shards)
     if index.part_names != PART_NAMES:
         raise ShardFormatError(f"{index.root}: expected the 8 DenseReg parts {list(PART_NAMES)}, got {list(index.part_names)}")
@@ -259,14 +209,13 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         where = str(out_dir / "last.pt")
         ckpt = load_checkpoint(where)
         check_fits_shards(ckpt["k"], ckpt["part_names"], index, where)
+        if ckpt["index_sha256"] != index.sha256:
+            raise CheckpointError(f"{where} was trained on other shards (index.json sha256 {ckpt['index_sha256'][:12]}..., "
+                                  f"{index.root / 'index.json'} has {index.sha256[:12]}...); resume on the same "
+                                  "shards, or start a new --out")
         if ckpt["model_config"]["head"] != cfg.head or ckpt["model_config"]["width"] != cfg.width:
             raise CheckpointError(f"{where} is a {ckpt['model_config']} model; resume with the same --head/--width")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if device.type == "cuda" and ckpt["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        restore_training(ckpt, model, opt, sched, device, where)
         epoch, step, global_step, best = ckpt["epoch"], ckpt["step"], ckpt["global_step"], ckpt["best_metric"]
         log.info("resumed from %s at epoch %d step %d", where, epoch, step)
     elif resume:
@@ -356,6 +305,20 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             if cfg.stop_after_epoch and epoch >= cfg.stop_after_epoch and epoch < cfg.epochs:
                 return result(True)
     return result(False)
+
+
+def check_run_folder(out, shards, resume: bool) -> Path:
+    """`out` as a Path if a run may be written there: never over the shards or inside a shard folder
+    (`check_output`), and never over an earlier run's checkpoints unless resuming it (ConfigError)."""
+    out_dir = Path(out)
+    check_output(out_dir, [shards])
+    found = [n for n in ("last.pt", "best.pt") if (out_dir / n).exists()]
+    if found and not resume:
+        raise ConfigError(f"--out {out} already holds a run ({', '.join(found)}): continue it with --resume, "
+                          "or choose another --out")
+    if found and "last.pt" not in found:
+        raise ConfigError(f"--out {out} holds best.pt but no last.pt to resume from; choose another --out")
+    return out_dir
 
 
 def _any_rank(flag: bool, world: int, device) -> bool:

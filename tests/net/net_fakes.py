@@ -8,15 +8,19 @@ xyz = (u, v, 0) (NaN outside the unit disc around (0.5, 0.5)), so dense error = 
 eye distance. The per-sample metadata (crop_from_image, source, pose, ...) is random but stored, so a
 reader can be checked field by field.
 
-Also the fixtures of these tests (`shards`, the autouse `one_thread`); tests/net has no conftest.py,
-so `from conftest import ...` in tests/data always finds its own. Test modules import the fixtures:
-``from net_fakes import one_thread, shards  # noqa: F401``.
+Also hostile variants of such a folder (`make_hostile`: HDF5 features that read other files, an
+index naming /etc/passwd), a PNG that decodes to a huge image (`huge_png`), `one_line_error` (the
+command-line contract: exit 2, one line), and the fixtures of these tests (`shards`, `run`, the autouse
+`one_thread`); tests/net has no conftest.py, so `from conftest import ...` in tests/data always finds
+its own. Test modules import the fixtures: ``from net_fakes import one_thread, shards  # noqa: F401``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +37,7 @@ from densereg_data.format import (
     write_index,
     write_template,
 )
-from densereg_data.format.files import atomic_write_bytes
+from densereg_data.format.files import atomic_write_bytes, sha256_file
 
 #: Coefficients per sample (template.h5 model_size).
 MODEL_SIZE = 3
@@ -138,3 +142,79 @@ def one_thread():
     import torch
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A folder with shards/ (train 6, val 2, test 3) and run/ (one epoch, width 8: best.pt, last.pt)."""
+    import torch
+
+    from densereg_net.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("net")
+    shards = write_shards(root / "shards", {"train": 6, "val": 2, "test": 3})
+    torch.set_num_threads(1)
+    train(TrainConfig(shards=str(shards), out=str(root / "run"), epochs=1, batch_size=2, width=8, num_workers=0))
+    return root
+
+
+def one_line_error(capsys, argv, *needles) -> str:
+    """Run `densereg-net argv`: exit code 2 and exactly one stderr line, "error: ...", holding every needle."""
+    from densereg_cli.net import main
+
+    capsys.readouterr()
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert all(n in err[0] for n in needles), (needles, err[0])
+    return err[0]
+
+
+#: make_hostile's cases -> what the refusal says.
+HOSTILE_SHARDS = {"external link": "ExternalLink, not a dataset stored in the file",
+                  "external storage": "uses external storage", "virtual dataset": "is a virtual dataset",
+                  "index naming /etc/passwd": "'/etc/passwd' is not a plain <split>-<nnnnn>.h5 name"}
+
+
+def make_hostile(root: Path, case: str, outside: Path) -> Path:
+    """Make every shard of `root` (written by `write_shards`) hostile in the way `case` names: its
+    `parts` read from a file in the folder `outside` (an external link, external raw storage or a
+    virtual dataset, made with h5py's API), or index.json naming /etc/passwd; the index's bytes and
+    sha256 kept consistent, so the hostile feature is all a reader can object to."""
+    import h5py
+
+    outside.mkdir(exist_ok=True)
+    index = json.loads((root / INDEX).read_text())
+    for rec in index["shards"] if case != "index naming /etc/passwd" else ():
+        secret = outside / rec["file"]
+        with h5py.File(root / rec["file"], "a") as f:
+            parts = f["parts"][()]
+            del f["parts"]
+            if case == "external storage":
+                secret.write_bytes(parts.tobytes())
+                f.create_dataset("parts", parts.shape, parts.dtype, external=[(str(secret), 0, parts.nbytes)])
+                continue
+            with h5py.File(secret, "w") as g:
+                g["parts"] = parts
+            if case == "external link":
+                f["parts"] = h5py.ExternalLink(str(secret), "/parts")
+            else:
+                layout = h5py.VirtualLayout(shape=parts.shape, dtype=parts.dtype)
+                layout[...] = h5py.VirtualSource(str(secret), "parts", shape=parts.shape)
+                f.create_virtual_dataset("parts", layout)
+        rec["bytes"], rec["sha256"] = (root / rec["file"]).stat().st_size, sha256_file(root / rec["file"])
+    if case == "index naming /etc/passwd":
+        index["shards"][0]["file"] = "/etc/passwd"
+    (root / INDEX).write_text(json.dumps(index))
+    return root
+
+
+def huge_png(path: Path, side: int) -> Path:
+    """A small grey PNG (zlib: about 30 kB per 10^8 pixels) that decodes to side x side pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    z = zlib.compressobj(9)
+    pixels = b"".join(z.compress(bytes(side + 1)) for _ in range(side)) + z.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path

@@ -7,9 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from densereg_cli.net import main
-from net_fakes import one_thread, rewrite_index, shards, write_shards  # noqa: F401  (fixtures)
+from net_fakes import one_line_error, one_thread, rewrite_index, run, shards, write_shards  # noqa: F401  (fixtures)
 from PIL import Image
 
 from densereg_data.errors import InputError, ShardFormatError
@@ -17,23 +16,6 @@ from densereg_data.format import ShardIndex, read_split
 from densereg_data.geometry.crop import crop_from_box, crop_from_landmarks, warp_crop
 from densereg_data.io.landmarks import read_pts, write_pts
 from densereg_net.predict import Predictor
-from densereg_net.train import TrainConfig, train
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("net")
-    shards = write_shards(root / "shards", {"train": 6, "val": 2, "test": 3})
-    torch.set_num_threads(1)
-    train(TrainConfig(shards=str(shards), out=str(root / "run"), epochs=1, batch_size=2, width=8, num_workers=0))
-    return root
-
-
-def _one_line_error(capsys, argv, match):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
-    assert "Traceback" not in "\n".join(err)
 
 
 def test_help_is_instant():
@@ -85,7 +67,8 @@ def test_mean_shape_baseline_is_the_training_mean(run):
 def _face(tmp_path):
     img = (np.random.default_rng(0).uniform(0, 255, (50, 70, 3))).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "face.png")
-    pts = np.array([[20.0, 10.0], [45.0, 40.0]])
+    pts = np.random.default_rng(1).uniform([20.0, 10.0], [45.0, 40.0], (68, 2)).round(3)
+    pts[:2] = [[20.0, 10.0], [45.0, 40.0]]  # the box of the points: (20, 10, 45, 40)
     write_pts(tmp_path / "face.pts", pts)
     return img, pts
 
@@ -148,57 +131,57 @@ def test_wrong_format_version(tmp_path, capsys):
     shards = rewrite_index(write_shards(tmp_path / "s"), format_version=2)
     with pytest.raises(ShardFormatError, match="format_version 2, this reader reads 1"):
         ShardIndex.open(shards)
-    _one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format_version 2")
+    one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format_version 2")
 
 
 def test_not_a_shard_directory(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    _one_line_error(capsys, ["train", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], "no index.json")
+    one_line_error(capsys, ["train", str(tmp_path / "empty"), "--out", str(tmp_path / "r")], "no index.json")
 
 
 def test_missing_split(run, capsys):
-    _one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(run / "shards"), "--split", "nope"],
+    one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(run / "shards"), "--split", "nope"],
                     "no split 'nope' in")
 
 
 def test_empty_split(tmp_path, capsys):
     shards = write_shards(tmp_path / "s", {"train": 0, "val": 2})
-    _one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "split 'train' in")
+    one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "split 'train' in")
 
 
 def test_checkpoint_from_a_different_k(run, tmp_path, capsys):
     shards = write_shards(tmp_path / "s", {"train": 2, "test": 2}, k=8)
-    _one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(shards)], "trained with K = 10 bins, but")
+    one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(shards)], "trained with K = 10 bins, but")
 
 
 def test_checkpoint_from_a_different_part_set(run, tmp_path, capsys):
     shards = rewrite_index(write_shards(tmp_path / "s", {"train": 2, "test": 2}), part_names=list("abcdefgh"))
-    _one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(shards)], "trained with parts")
+    one_line_error(capsys, ["eval", str(run / "run" / "best.pt"), str(shards)], "trained with parts")
 
 
 def test_resume_with_a_different_k(run, tmp_path, capsys):
     shutil.copytree(run / "run", tmp_path / "r")
     shards = write_shards(tmp_path / "s", {"train": 2, "val": 2}, k=8)
-    _one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r"), "--resume", "--width", "8"],
+    one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r"), "--resume", "--width", "8"],
                     "trained with K = 10 bins")
 
 
 def test_not_a_checkpoint(run, tmp_path, capsys):
     (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
-    _one_line_error(capsys, ["eval", str(tmp_path / "x.pt"), str(run / "shards")], "cannot read checkpoint")
+    one_line_error(capsys, ["eval", str(tmp_path / "x.pt"), str(run / "shards")], "x.pt: not a densereg HDF5 checkpoint")
 
 
 def test_image_that_is_not_an_image(run, tmp_path, capsys):
     (tmp_path / "face.jpg").write_text("hello, I am text")
-    _one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.jpg"),
+    one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.jpg"),
                              "--bbox", "0,0,10,10", "--out", str(tmp_path / "o")], "not an image")
 
 
 def test_bad_bbox_and_missing_crop(run, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "f.png")
-    _one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
+    one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
                              "--bbox", "1,2,3", "--out", str(tmp_path / "o")], "--bbox must be X0,Y0,X1,Y1")
-    _one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
+    one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
                              "--out", str(tmp_path / "o")], "exactly one of landmarks")
     with pytest.raises(InputError, match="bbox must be 4 numbers"):
         Predictor(run / "run" / "best.pt", "cpu").predict(np.zeros((8, 8, 3), np.uint8), bbox=(1, 2, 3))
@@ -206,11 +189,11 @@ def test_bad_bbox_and_missing_crop(run, tmp_path, capsys):
 
 def test_bad_config_values_are_one_line(run, tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps({"epochs": "many"}))
-    _one_line_error(capsys, ["train", str(run / "shards"), "--config", str(tmp_path / "c.json")],
+    one_line_error(capsys, ["train", str(run / "shards"), "--config", str(tmp_path / "c.json")],
                     "epochs must be int, got str 'many'")
-    _one_line_error(capsys, ["train", str(run / "shards"), "--head", "nope"], "head must be one of")
+    one_line_error(capsys, ["train", str(run / "shards"), "--head", "nope"], "head must be one of")
     (tmp_path / "u.toml").write_text("[train]\nzoom = 2\n")
-    _one_line_error(capsys, ["train", str(run / "shards"), "--config", str(tmp_path / "u.toml")], "unknown settings")
+    one_line_error(capsys, ["train", str(run / "shards"), "--config", str(tmp_path / "u.toml")], "unknown settings")
 
 
 def test_config_layering_defaults_file_flags(tmp_path):

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from net_fakes import one_thread, shards, write_shards  # noqa: F401  (fixtures)
@@ -15,6 +16,7 @@ from net_fakes import one_thread, shards, write_shards  # noqa: F401  (fixtures)
 from densereg_data.errors import ConfigError
 from densereg_data.format import ShardIndex
 from densereg_net.augment import AugmentConfig, SeededAugment
+from densereg_net.checkpoint import load_checkpoint
 from densereg_net.data import DeviceData, epoch_batches
 from densereg_net.losses import compute_loss
 from densereg_net.model import build_model
@@ -28,7 +30,7 @@ def _cfg(shards, out, **kw):
 
 
 def _weights(path):
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+    return load_checkpoint(path)["model"]
 
 
 def _same(a, b):
@@ -45,7 +47,7 @@ def test_train_writes_checkpoints_metrics_and_config(shards, tmp_path, caplog):
     caplog.set_level("INFO")
     r = train(_cfg(shards, tmp_path / "run", epochs=2))
     assert r.epoch == 2 and not r.stopped and r.select_best == "val_dense"
-    ck = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ck["epoch"] == 2 and ck["step"] == 0 and ck["k"] == 10 and len(ck["index_sha256"]) == 64
     assert ck["config"]["head"] == "quantized" and ck["crop"] == {"margin": 0.25, "size": 32}
     assert _same(ck["model"], r.model.state_dict())
@@ -75,7 +77,7 @@ def test_without_a_val_split_best_is_the_lowest_training_loss_and_says_so(tmp_pa
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     losses = [float(row["train_loss"]) for row in rows]
     assert "val_loss" not in rows[0] and r.best_metric == min(losses) == losses[1]
-    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
     assert best["epoch"] == 2 and best["config"]["select_best"] == "train_loss"
     assert json.loads((tmp_path / "run" / "config.json").read_text())["select_best"] == "train_loss"
     assert any("no validation split 'val'" in m for m in caplog.messages)
@@ -99,8 +101,8 @@ def test_resume_after_stop_equals_uninterrupted(shards, tmp_path):
     assert r.stopped and r.epoch == 1
     train(_cfg(shards, tmp_path / "part"), resume=True)
     assert _same(_weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "part" / "last.pt"))
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
-    part = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    full = load_checkpoint(tmp_path / "full" / "last.pt")
+    part = load_checkpoint(tmp_path / "part" / "last.pt")
     assert full["global_step"] == part["global_step"]
     assert torch.equal(full["optimizer"]["state"][0]["exp_avg"], part["optimizer"]["state"][0]["exp_avg"])
 
@@ -122,7 +124,7 @@ def test_resume_after_sigterm_mid_epoch_equals_uninterrupted(shards, tmp_path, m
     monkeypatch.setattr(T, "compute_loss", kill_at_step_4)
     r = train(_cfg(shards, tmp_path / "part", data_mode="stream"))
     assert r.stopped
-    ck = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    ck = load_checkpoint(tmp_path / "part" / "last.pt")
     assert (ck["epoch"], ck["step"]) == (1, 1)  # 3 steps per epoch: stopped after the 4th
     monkeypatch.setattr(T, "compute_loss", real)
     train(_cfg(shards, tmp_path / "part", data_mode="stream"), resume=True)
@@ -151,7 +153,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    ck = torch.load(last, weights_only=True)
+    ck = load_checkpoint(last)
     assert ck["epoch"] < epochs, "the run finished before it could be killed"
     subprocess.run(_cli_args(shards, tmp_path / "part", epochs) + ["--resume"], check=True, env=_env(), capture_output=True)
     assert _same(_weights(tmp_path / "full" / "last.pt"), _weights(last))
@@ -168,7 +170,7 @@ def _ddp_worker(rank, world, port, shards, out):
                        "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
     torch.set_num_threads(1)
     r = train(TrainConfig(shards=shards, out=out, device="cpu", **{**SMALL, "epochs": 1}))
-    torch.save(r.model.state_dict(), Path(out) / f"rank{rank}.pt")
+    np.savez(Path(out) / f"rank{rank}.npz", **{k: v.numpy() for k, v in r.model.state_dict().items()})
 
 
 def _one_step_in_one_process(shards, cfg: TrainConfig) -> dict:
@@ -195,11 +197,11 @@ def test_ddp_two_processes_gloo_loopback(shards, tmp_path):
     import torch.multiprocessing as mp
     out = tmp_path / "ddp"
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(shards), str(out)), nprocs=2, join=True)
-    ck = torch.load(out / "last.pt", weights_only=True)
+    ck = load_checkpoint(out / "last.pt")
     assert ck["epoch"] == 1 and ck["global_step"] == 1  # 6 samples, 2 per rank, 2 ranks -> 1 step
     halves = [epoch_batches(6, 2, 0, 0, world=2, rank=r)[0] for r in range(2)]
     assert sorted(halves[0] + halves[1]) == sorted(epoch_batches(6, 4, 0, 0)[0])  # one global batch of 4
-    rank0, rank1 = torch.load(out / "rank0.pt", weights_only=True), torch.load(out / "rank1.pt", weights_only=True)
+    rank0, rank1 = ({k: torch.from_numpy(v) for k, v in np.load(out / f"rank{r}.npz").items()} for r in range(2))
     reference = _one_step_in_one_process(shards, TrainConfig(shards=str(shards), device="cpu", **{**SMALL, "epochs": 1}))
     torch.manual_seed(0)
     init = dict(build_model("quantized", 10, SMALL["width"]).named_parameters())
