@@ -83,6 +83,8 @@ def check_value(cls, name: str, value, where: str) -> None:
     hints = typing.get_type_hints(cls)
     if not _accepts(hints[name], value):
         want = getattr(hints[name], "__name__", str(hints[name]).replace("typing.", ""))
+        if isinstance(value, float) and not math.isfinite(value):
+            want = f"a finite number ({want})"
         raise ConfigError(f"{where}: {name} must be {want}, got {type(value).__name__} {str(value)[:40]!r}")
 
 

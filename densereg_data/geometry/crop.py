@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from densereg_data.conventions import LANDMARK_LIMIT_PX
 from densereg_data.errors import ImageFileError, ShapeError
 from densereg_data.geometry.affine import compose_affine, invert_affine, reduction_affine
 
@@ -26,11 +27,13 @@ DEFAULT_MARGIN = 0.25
 def crop_from_box(box, size: int, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """(2, 3) float64 ``crop_from_image`` of the square crop around `box` (x0, y0, x1, y1) pixels.
 
-    Raises ShapeError for a box of no area or with non-finite or absurd coordinates.
+    Raises ShapeError for a box of no area, or with coordinates that are not finite or farther than
+    `LANDMARK_LIMIT_PX` from the image origin.
     """
     x0, y0, x1, y1 = (float(b) for b in box)
-    if not all(math.isfinite(b) for b in (x0, y0, x1, y1)):
-        raise ShapeError(f"crop box must be finite, got {x0}, {y0}, {x1}, {y1}")
+    if not all(math.isfinite(b) and abs(b) <= LANDMARK_LIMIT_PX for b in (x0, y0, x1, y1)):
+        raise ShapeError(f"crop box must be finite and within {LANDMARK_LIMIT_PX:g} pixels of the image origin, "
+                         f"got {x0}, {y0}, {x1}, {y1}")
     if not (x1 > x0 and y1 > y0):
         raise ShapeError(f"crop box must have x1 > x0 and y1 > y0 (an area to crop), got {x0}, {y0}, {x1}, {y1}")
     side = max(x1 - x0, y1 - y0) * (1.0 + 2.0 * float(margin))

@@ -103,8 +103,8 @@ def test_predict_and_eval_never_write_into_a_shard_folder(run, face, capsys):
 
 @pytest.mark.parametrize("flag, value, needle", [
     ("--log-every", "0", "log_every must be >= 1, got 0"),
-    ("--lr", "nan", "lr must be float, got float 'nan'"),
-    ("--lr", "inf", "lr must be float, got float 'inf'"),
+    ("--lr", "nan", "lr must be a finite number (float), got float 'nan'"),
+    ("--lr", "inf", "lr must be a finite number (float), got float 'inf'"),
     ("--width", "0", "width must be >= 1, got 0"),
     ("--width", "100000", "width must be <= 256, got 100000"),
     ("--batch-size", "0", "batch_size must be >= 1, got 0"),
