@@ -53,7 +53,8 @@ from pathlib import Path
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.face.fit import Camera, Fitter
+from densereg_data.face.fit import Fitter
+from densereg_data.geometry.camera import Camera
 
 INNER = np.arange(17, 68)
 METHODS = ("ours", "eos_contour", "eos_no_contour", "eos_linear")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.face.fit import FLIP_YZ, Camera, FitResult, Fitter, rotation_angle, rotation_from_pose
+from densereg_data.face.fit import FitResult, Fitter
+from densereg_data.geometry.camera import FLIP_YZ, Camera, rotation_angle, rotation_from_pose
 from densereg_data.format.template_facts import TemplateFacts
 from densereg_data.raster.api import interpolate, rasterize
 

@@ -44,7 +44,7 @@ def bundle(fitter):
 @pytest.mark.slow
 def test_eos_pixel_convention_round_trips(bundle):
     """Points projected by a known camera come back from eos's linear fit to within 0.05 px: no 0.5/1 px shift."""
-    from densereg_data.face.fit import FLIP_YZ, Camera
+    from densereg_data.geometry.camera import FLIP_YZ, Camera
 
     fitter = bundle.fitter
     camera = Camera("orthographic", FLIP_YZ, np.array([201.0, 252.0, 0.0]), scale=2.5)

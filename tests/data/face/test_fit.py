@@ -9,7 +9,8 @@ import pytest
 
 from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
-from densereg_data.face.fit import FLIP_YZ, Camera, FitConfig, pose_from_rotation, rotation_from_pose
+from densereg_data.face.fit import FitConfig
+from densereg_data.geometry.camera import FLIP_YZ, Camera, pose_from_rotation, rotation_from_pose
 from densereg_data.testing import label_errors, pose_error, synthetic_face
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "300w-dev" / "02_Outdoor"
