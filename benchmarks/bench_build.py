@@ -90,7 +90,7 @@ def decode_only(cfg) -> float:
     from densereg_data.build.sample import LabelSettings
 
     refs = make_dataset(cfg.dataset, cfg.root, val_fraction=cfg.val_fraction, seed=cfg.seed).scan(cfg.split).samples
-    settings = LabelSettings(cfg.size, float(cfg.margin), cfg.max_fit_nme, cfg.reduced_decode)
+    settings = LabelSettings.of(cfg)
     executor = EXECUTORS[cfg.executor](cfg)
     try:
         t0 = time.perf_counter()

@@ -129,7 +129,7 @@ def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) ->
     if report.resumed_shards:
         log.info("resuming: %d of %d shards already complete", report.resumed_shards, len(plan))
 
-    settings = LabelSettings(cfg.size, float(cfg.margin), cfg.max_fit_nme, cfg.reduced_decode)
+    settings = LabelSettings.of(cfg)
     refs = [r for e in todo for r in e["refs"]]
     n_skip_prev = sum(len(v) for v in skipped.values())
     t_label = time.perf_counter()

@@ -16,8 +16,9 @@ from typing import Any, Callable
 import numpy as np
 
 from densereg_data.build.datasets import SampleRef
-from densereg_data.errors import DenseRegError, FitError, ImageFileError, LandmarkFileError
+from densereg_data.errors import DenseRegError, FitError, ImageFileError, LandmarkFileError, ShapeError
 from densereg_data.geometry.affine import apply_affine, compose_affine
+from densereg_data.geometry.crop import crop_from_landmarks
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ class LabelSettings:
     margin: float
     max_fit_nme: float | None
     reduced_decode: bool = True
+
+    @classmethod
+    def of(cls, cfg) -> "LabelSettings":
+        """The settings of a `BuildConfig`."""
+        return cls(int(cfg.size), float(cfg.margin), cfg.max_fit_nme, bool(cfg.reduced_decode))
 
 
 class Backend:
@@ -125,10 +131,12 @@ def decode_sample(ref: SampleRef, settings: LabelSettings):
     from densereg_data.io.landmarks import read_landmarks
 
     landmarks = read_landmarks(ref.landmarks).points
-    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
-    side = float(max(hi - lo)) * (1.0 + 2.0 * settings.margin)
-    if settings.reduced_decode and side > 0:  # decode at 1/k with k <= side / S: no detail is lost
-        reduced = read_image_reduced(ref.image, min_scale=settings.size / side)
+    try:  # crop pixels per image pixel, by the one crop rule
+        crop_scale = float(crop_from_landmarks(landmarks, settings.size, settings.margin)[0, 0])
+    except ShapeError:  # the landmarks span no area: the labeller will say so
+        crop_scale = None
+    if settings.reduced_decode and crop_scale is not None:  # decode at 1/k with 1/k >= crop_scale: no detail is lost
+        reduced = read_image_reduced(ref.image, min_scale=crop_scale)
     else:
         full = read_image(ref.image)
         reduced = ReducedImage(full, 1, (full.shape[0], full.shape[1]))

@@ -48,9 +48,8 @@ def _h5_dtype_name(ds) -> str:
 
 
 def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int | None, split: str | None) -> None:
-    """Raise `ShardFormatError` naming `name` unless the open h5py file `f` follows the shard schema."""
-    if f.attrs.get("format") != FORMAT or int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-        raise ShardFormatError(f"{name}: file attributes do not say {FORMAT} version {FORMAT_VERSION}")
+    """Raise `ShardFormatError` naming `name` unless the h5py file `f`, opened by `open_shard_file` (which
+    checked its format attributes), follows the shard schema: split, datasets, dtypes, shapes, chunks."""
     if split is not None and f.attrs.get("split") != split:
         raise ShardFormatError(f"{name}: split attribute {f.attrs.get('split')!r}, index says {split!r}")
     schema = sample_schema(size, model_size)
@@ -123,15 +122,16 @@ def open_shard_file(path: str | os.PathLike, *, size: int | None = None, samples
 def read_split(index: ShardIndex, split: str, keys=("image", "uv", "parts", "landmarks")) -> dict[str, np.ndarray]:
     """Every sample of a split in memory, e.g. {"image": (N, S, S, 3) uint8, "uv": (N, S, S, 2) float16,
     "parts": (N, S, S) uint8, "landmarks": (N, 68, 2) float32}."""
+    records = index.records(split)
+    if not records:
+        raise ShardFormatError(f"split {split!r} in {index.root} is empty (0 samples)")
     parts: dict[str, list] = {k: [] for k in keys}
-    size = index.image_size[0]
-    for rec in index.records(split):
+    for rec in records:
         path = index.root / rec["file"]
-        with open_shard_file(path, size=size, samples=rec["samples"], split=rec["split"]) as f, h5_guard(path):
+        with open_shard_file(path, size=index.image_size[0], samples=rec["samples"], split=rec["split"]) as f, \
+                h5_guard(path):
             for k in keys:
                 parts[k].append(f[k][()])
-    if not any(parts.values()) or not parts[keys[0]]:
-        raise ShardFormatError(f"split {split!r} in {index.root} is empty (0 samples)")
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -203,9 +203,8 @@ class ShardReader:
         if isinstance(item, slice):
             return self._slice(*item.indices(len(self)))
         k, j = self._locate(int(item))
-        if k not in self._files or self._pid != os.getpid():
-            self._open(k)
-        with h5_guard(self._files[k].filename):
+        f = self._open(k)
+        with h5_guard(f.filename):
             out = {n: d[j] for n, d in self._dense[k]}
             for n, arr in self._small[k].items():
                 out[n] = arr[j].decode("utf-8") if n == "source" else arr[j]

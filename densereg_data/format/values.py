@@ -1,6 +1,6 @@
 """The value rules of a shard's arrays (docs/FORMAT.md), checked by `verify` block by block.
 
-Shapes and dtypes are the schema's business (`verify.check_shard_schema`); these are the ranges a
+Shapes and dtypes are the schema's business (`reader.check_shard_schema`); these are the ranges a
 consumer relies on: U-V in [0, 1] on the face and exactly 0 on background, part labels within the
 index's part names, finite landmarks, affines, poses and coefficients, positive source sizes, finite
 non-negative fit errors.
