@@ -5,8 +5,8 @@ camera. The fit alternates, a few times:
 
 1. camera: the scaled rotation + translation that best maps the current 3D landmarks to the 2D ones
    (affine least squares projected onto the nearest scaled rotation);
-2. shape: the Gaussian-prior MAP coefficients given the camera (closed form: with an isotropic prior the
-   two image axes decouple into two small n x n solves, and depth keeps its prior mean);
+2. shape: the Gaussian-prior MAP coefficients given the camera, in closed form by the model itself
+   (`DeformableModel.map_coefficients`, `MorphableModel.map_coefficients`: identity and expression jointly);
 3. contour: the jaw landmarks 0-16 (but the chin, 8) slide along their template candidate curves to the
    point that is outermost in the image, i.e. on the visible silhouette of the turned face (as eos and
    3DDFA do for the side turned away; on the near side the jaw point itself is outermost).
@@ -23,6 +23,7 @@ import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
+from densereg_data.face.morphable import MorphableModel
 from densereg_data.face.shape_model import DeformableModel
 from densereg_data.face.template import Template
 from densereg_data.geometry.camera import Camera
@@ -35,7 +36,7 @@ class FitResult:
 
     landmarks: (68, 2) float64 the annotated points (x, y) px; fitted_landmarks: (68, 2) the model's
     projection of its corresponding points; residuals: (68,) px distances; nme: mean residual / outer-eye
-    -corner distance of the annotation; coefficients: (n, 3) model coefficients; correspondence_vertices
+    -corner distance of the annotation; coefficients: the model's (its `zero()` shape); correspondence_vertices
     (68, 3) int64 and correspondence_weights (68, 3): the template surface point matched to each landmark
     (the jaw points as slid along the contour).
     """
@@ -85,7 +86,7 @@ class Fitter:
     once, fit many faces: a face model's `FaceModel.fitter` is built once per model object."""
 
     template: Template
-    model: DeformableModel
+    model: DeformableModel | MorphableModel
     landmark_vertices: np.ndarray = field(init=False)
     landmark_weights: np.ndarray = field(init=False)
 
@@ -99,8 +100,9 @@ class Fitter:
         rows = self.template.contour_candidates
         flat = np.concatenate(rows)
         object.__setattr__(self, "_cand_vertices", flat)
-        object.__setattr__(self, "_cand_mean", self.model.mean[flat])
-        object.__setattr__(self, "_cand_funcs", self.model.functions[flat].astype(np.float64))
+        cand_mean, cand_local = self.model.at(flat)
+        object.__setattr__(self, "_cand_mean", cand_mean)
+        object.__setattr__(self, "_cand_funcs", cand_local)
         starts = np.cumsum([0] + [len(r) for r in rows])[:-1]
         object.__setattr__(self, "_cand_starts", starts)
         object.__setattr__(self, "_cand_row", np.repeat(np.arange(len(rows)), [len(r) for r in rows]))
@@ -118,21 +120,20 @@ class Fitter:
         mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
         vertices, weights = self.landmark_vertices.copy(), self.landmark_weights.copy()
         inv_var = 1.0 / (config.landmark_sigma_mm * np.where(self._jaw_mask, config.contour_sigma_scale, 1.0)) ** 2
-        prior_std = self.model.prior_std
-        directions = self.model.similarity_directions()
-        coeffs = self.model.zero()
+        model = self.model
+        coeffs = model.zero()
         # start: the camera from the inner landmarks alone (the jaw's correspondences are unknown yet)
         _, rotation, _ = _orthographic_camera(mean, x, np.where(self._jaw_mask, 0.0, inv_var))
         points = self._update_contour(contour, coeffs, rotation, mean, funcs, vertices, weights)
         for _ in range(config.iterations):
             scale, rotation, shift = _orthographic_camera(points, x, inv_var)
-            coeffs = _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_std, directions)
+            coeffs = model.map_coefficients(x, mean, funcs, scale, rotation, shift, inv_var)
             points = self._update_contour(contour, coeffs, rotation, mean, funcs, vertices, weights)
         scale, rotation, shift = _orthographic_camera(points, x, inv_var)
         camera = Camera("orthographic", rotation, np.array([shift[0], shift[1], 0.0]), scale=scale)
         if config.camera == "perspective":
-            camera, coeffs = _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, 1.0 / prior_std**2, config)
-            points = mean + funcs @ coeffs
+            camera, coeffs = _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, model, config)
+            points = mean + model.displace(funcs, coeffs)
         fitted = camera.project(points)[:, :2]
         if not np.all(np.isfinite(fitted)):
             raise FitError("the fit diverged (non-finite projection)")
@@ -157,11 +158,11 @@ class Fitter:
             funcs[contour] = self._cand_funcs[chosen]
             vertices[contour] = self._cand_vertices[chosen][:, None]
             weights[contour] = (1.0, 0.0, 0.0)
-        return mean + funcs @ coeffs
+        return mean + self.model.displace(funcs, coeffs)
 
     def _slide_contour(self, coeffs: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Index into the candidate arrays of the outermost candidate of each contour row."""
-        points = self._cand_mean + self._cand_funcs @ coeffs
+        points = self._cand_mean + self.model.displace(self._cand_funcs, coeffs)
         image_xy = points @ rotation[:2].T  # (M, 2), scale and shift do not change the argmax
         direction = self._outward @ rotation[:2].T  # (R, 2)
         row_of = self._cand_row
@@ -180,7 +181,7 @@ class Fitter:
             contour = list(self.template.contour_landmarks)
             chosen = self._slide_contour(coefficients, camera.rotation)
             mean[contour], funcs[contour] = self._cand_mean[chosen], self._cand_funcs[chosen]
-        return camera.project(mean + funcs @ coefficients)[:, :2]
+        return camera.project(mean + self.model.displace(funcs, coefficients))[:, :2]
 
     def vertices_in_image(self, result: FitResult) -> np.ndarray:
         """(V, 3) float64: the fitted shape's vertices projected to the image (x, y, depth)."""
@@ -236,43 +237,7 @@ def _orthographic_camera(points: np.ndarray, x: np.ndarray, w: np.ndarray) -> tu
     return scale, rotation, shift
 
 
-def _map_shape(x, mean, funcs, scale, rotation, shift, inv_var, prior_std, directions) -> np.ndarray:
-    """MAP coefficients (n, 3) given an orthographic camera.
-
-    In the camera-aligned frame (c' = c Q^T) the image axes see only c'_0 and c'_1 and share one n x n
-    normal matrix; depth c'_2 has only its prior. The similarity directions (rotations, scaling), given
-    in the template frame (k, n, 3), are constrained to zero by Lagrange multipliers (a k x k system).
-    """
-    from scipy.linalg import cho_factor, cho_solve
-
-    prior_inv_var = 1.0 / prior_std**2
-    residual = (x - shift - scale * (mean @ rotation[:2].T)) / scale  # (68, 2) in mm
-    fw = funcs * inv_var[:, None]
-    try:
-        chol = cho_factor(funcs.T @ fw + np.diag(prior_inv_var), check_finite=False)
-    except np.linalg.LinAlgError as exc:
-        raise FitError(f"shape solve failed: {exc}") from exc
-
-    def solve(rhs):  # H^-1 for (n, 3, m) right-hand sides: the shared block on axes 0, 1; the prior on depth
-        out = np.empty_like(rhs)
-        out[:, :2] = cho_solve(chol, rhs[:, :2].reshape(len(rhs), -1), check_finite=False).reshape(rhs[:, :2].shape)
-        out[:, 2] = rhs[:, 2] * prior_std[:, None] ** 2
-        return out
-
-    g = np.zeros((len(funcs.T), 3, 1))
-    g[:, :2, 0] = fw.T @ residual
-    c = solve(g)[..., 0]
-    if len(directions):
-        # constraint rows in the camera frame, in the prior metric: sum_k d_k . c_k / sigma_k^2 = 0
-        a = (directions @ rotation.T) * prior_inv_var[None, :, None]  # (k, n, 3)
-        h_inv_at = solve(a.transpose(1, 2, 0))  # (n, 3, k)
-        schur = np.einsum("knc,ncj->kj", a, h_inv_at)
-        lam = np.linalg.solve(schur, np.einsum("knc,nc->k", a, c))
-        c = c - h_inv_at @ lam
-    return c @ rotation
-
-
-def _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, prior_inv_var, config: FitConfig):
+def _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, model, config: FitConfig):
     """Refine pose and shape under a pinhole camera (scipy least squares), started from the orthographic fit."""
     from scipy.optimize import least_squares
     from scipy.spatial.transform import Rotation
@@ -289,20 +254,20 @@ def _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, prior_inv_var, 
     centre = mean.mean(axis=0) @ camera.rotation.T
     start_xy = (camera.translation[:2] + camera.scale * centre[:2] - np.asarray(principal)) * z0 / focal - centre[:2]
     t0 = np.array([start_xy[0], start_xy[1], z0 - centre[2]])
-    n = len(coeffs)
+    shape = np.shape(coeffs)
     sqrt_w = np.sqrt(inv_var)
-    sqrt_prior = np.sqrt(prior_inv_var)
+    std = model.coefficient_std
 
     def unpack(p):
-        return Rotation.from_rotvec(p[:3]).as_matrix(), p[3:6], p[6:].reshape(n, 3)
+        return Rotation.from_rotvec(p[:3]).as_matrix(), p[3:6], p[6:].reshape(shape)
 
     def residuals(p):
         rot, t, c = unpack(p)
         cam = Camera("perspective", rot, t, focal_length=focal, principal_point=principal)
-        proj = cam.project(mean + funcs @ c)[:, :2]
+        proj = cam.project(mean + model.displace(funcs, c))[:, :2]
         scale_mm = z0 / focal  # pixels -> mm at the face's depth
         data = ((proj - x) * scale_mm * sqrt_w[:, None]).ravel()
-        return np.r_[data, (c * sqrt_prior[:, None]).ravel()]
+        return np.r_[data, c.ravel() / std]
 
     p0 = np.r_[Rotation.from_matrix(camera.rotation).as_rotvec(), t0, coeffs.ravel()]
     sol = least_squares(residuals, p0, method="trf", x_scale="jac", max_nfev=50)

@@ -19,6 +19,7 @@ builds its `Template` (its U-V as given; parts, bindings and contour from `face.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ import numpy as np
 from densereg_data import conventions as cv
 from densereg_data.errors import TemplateError
 from densereg_data.face.fit import Fitter
+from densereg_data.face.morphable import MorphableModel
 from densereg_data.face.shape_model import DeformableModel, laplace_beltrami_model
-from densereg_data.face.template import FRAME, Template, load_template
+from densereg_data.face.template import FRAME, Template, load_template, template_from_arrays
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class FaceModel:
     id: str
     hash: str
     template: Template
-    shape: DeformableModel
+    shape: DeformableModel | MorphableModel
     description: str = ""
     licence: str = ""
 
@@ -66,6 +68,11 @@ class FaceModel:
                                 f"template's vertices {self.template.vertices.shape}")
         if len(self.hash) != 64:
             raise TemplateError(f"face model {self.name}: hash must be 64 hex digits, got {self.hash!r}")
+
+    @property
+    def expression_names(self) -> tuple[str, ...]:
+        """The names of the expression coefficients (blendshapes); () for a model without expressions."""
+        return tuple(self.shape.expression_names)
 
     @property
     def frame(self) -> str:
@@ -83,7 +90,8 @@ class FaceModel:
         Returns landmark_uv (68, 2) float64; uv_to_xyz (G, G, 3) float32, the template position at U-V
         grid point [row, col] with u = col / (G - 1), v = 1 - row / (G - 1), NaN off the face;
         eye_distance float; part_uv (G, G) uint8 (0 off the face); and the attributes template_id,
-        template_hash, units, model_size (number of model coefficients) and model (the registry name).
+        template_hash, units, model_size (number of identity coefficients), expression_size (number of
+        expression coefficients), expression_names (a JSON list) and model (the registry name).
         """
         from densereg_data.face.pictures import uv_in_pixels
         from densereg_data.raster.api import face_labels, interpolate, rasterize
@@ -102,7 +110,9 @@ class FaceModel:
             "template_id": self.id,
             "template_hash": self.hash,
             "units": t.units,
-            "model_size": int(self.shape.n_coefficients),
+            "model_size": int(self.shape.n_identity),
+            "expression_size": int(self.shape.n_expression),
+            "expression_names": json.dumps(list(self.expression_names)),
             "model": self.name,
         }
 
@@ -130,7 +140,9 @@ class FaceModel:
             "landmark_schemes": sorted(t.landmarks),
             "contour_landmarks": list(t.contour_landmarks),
             "shape_model": self.shape.name,
-            "model_size": int(self.shape.n_coefficients),
+            "model_size": int(self.shape.n_identity),
+            "expression_size": int(self.shape.n_expression),
+            "expressions": list(self.expression_names),
             "landmark_uv": {str(i): t.landmark_uv[i].round(4).tolist() for i in (0, 8, 16, 27, 30, 33, 36, 45, 48, 54)},
         }
 
@@ -215,3 +227,53 @@ def _menpo3d(path: Path | None) -> FaceModel:
         description=template.definition["description"],
         licence=FACE_MODELS["menpo3d"].licence,
     )
+
+
+def _imported(name: str, spec_path: Path, kind: str, read) -> FaceModel:
+    """A FaceModel from a model's own files (`face.model_import`), with the definition templates/<name>_face.json."""
+    from densereg_data.face.model_import import arrays_hash, import_model
+    from densereg_templates import definition_path
+
+    definition = json.loads(definition_path(f"{name}-face").read_text())
+    arrays = import_model(kind, spec_path, definition, read)
+    digest = arrays_hash({k: v for k, v in arrays.items() if k != "model_vertices"})
+    template = template_from_arrays(definition, digest, definition["source"]["units"], arrays)
+    n_identity = int(arrays["n_identity"])
+    shape = MorphableModel(
+        name=f"{template.id}/{n_identity}+{arrays['basis'].shape[-1] - n_identity}",
+        mean=arrays["mean"],
+        basis=arrays["basis"],
+        prior_std=arrays["prior_std"],
+        n_identity=n_identity,
+        expression_names=tuple(str(s) for s in arrays["expression_names"]),
+        expression_bounds=tuple(float(b) for b in definition["expression"]["bounds"]),
+    )
+    return FaceModel(name=name, spec=f"{name}:{spec_path}", id=template.id, hash=digest, template=template, shape=shape,
+                     description=definition["description"], licence=FACE_MODELS[name].licence)
+
+
+@register_face_model(
+    "ict",
+    needs="ICT-FaceKit's files: its folder (holding FaceXModel/) or the zip GitHub serves (ICT-FaceKit-master.zip)",
+    licence="ICT-FaceKit, MIT licence (USC Institute for Creative Technologies)",
+    path="ICT-FaceKit's folder or zip",
+)
+def _ict(path: Path | None) -> FaceModel:
+    """ICT-FaceKit: its narrow face area in its own U-V, 100 identity + 53 expression components."""
+    from densereg_data.face.model_import import ict_arrays
+
+    return _imported("ict", path, "ict", ict_arrays)
+
+
+@register_face_model(
+    "sfm",
+    needs="eos-py (pip install eos-py) and an eos-format model: eos's share/ folder (sfm_shape_3448.bin, "
+          "expression_blendshapes_3448.bin, ibug_to_sfm.txt) or a model .bin; BFM and LYHM after eos's conversion scripts",
+    licence="the Surrey Face Model: free for non-commercial research only (its own licence); other eos models: theirs",
+    path="eos's share/ folder or a model .bin",
+)
+def _sfm(path: Path | None) -> FaceModel:
+    """An eos-format model (the Surrey Face Model): its mesh in its own U-V, PCA identity + blendshapes."""
+    from densereg_data.face.model_import import eos_arrays
+
+    return _imported("sfm", path, "eos", eos_arrays)

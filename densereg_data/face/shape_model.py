@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from densereg_data.errors import ShapeError, TemplateError
+from densereg_data.errors import FitError, ShapeError, TemplateError
 from densereg_data.face.cache import cached_arrays
 from densereg_data.face.template import Template
 
@@ -72,9 +72,26 @@ class DeformableModel:
         """Number of scalar coefficients (n functions x 3 axes)."""
         return 3 * self.n_functions
 
+    #: the fit's and the shards' view: every coefficient is identity, there is no expression basis
+    @property
+    def n_identity(self) -> int:
+        return self.n_coefficients
+
+    n_expression = 0
+    expression_names: tuple[str, ...] = ()
+
+    @property
+    def coefficient_std(self) -> np.ndarray:
+        """(3n,) the prior std of each coefficient, in the order of ``c.ravel()``."""
+        return np.repeat(self.prior_std, 3)
+
     def zero(self) -> np.ndarray:
         """(n, 3) coefficients of the mean shape."""
         return np.zeros((self.n_functions, 3))
+
+    def split(self, coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(identity (3n,), expression (0,)) float64 of (n, 3) coefficients."""
+        return np.asarray(coefficients, dtype=np.float64).ravel(), np.zeros(0)
 
     @functools.cached_property
     def _functions_t(self) -> np.ndarray:
@@ -96,6 +113,54 @@ class DeformableModel:
         mean = np.einsum("mk,mkc->mc", weights, self.mean[vertices])
         funcs = np.einsum("mk,mkn->mn", weights, self.functions[vertices].astype(np.float64))
         return mean, funcs
+
+    @staticmethod
+    def displace(local: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+        """(m, 3) displacements of the functions at m points (m, n) by coefficients (n, 3)."""
+        return local @ coefficients
+
+    def map_coefficients(self, x: np.ndarray, mean: np.ndarray, local: np.ndarray, scale: float, rotation: np.ndarray,
+                         shift: np.ndarray, inv_var: np.ndarray) -> np.ndarray:
+        """MAP coefficients (n, 3) given a scaled-orthographic camera (`MorphableModel.map_coefficients`'s
+        arguments; local (m, n) the functions at the matched points).
+
+        In the camera-aligned frame (c' = c Q^T) the image axes see only c'_0 and c'_1 and share one n x n
+        normal matrix; depth c'_2 has only its prior. The similarity directions (rotations, scaling), given
+        in the template frame (k, n, 3), are constrained to zero by Lagrange multipliers (a k x k system).
+        """
+        from scipy.linalg import cho_factor, cho_solve
+
+        prior_std = self.prior_std
+        prior_inv_var = 1.0 / prior_std**2
+        residual = (x - shift - scale * (mean @ rotation[:2].T)) / scale  # (m, 2) in mm
+        fw = local * inv_var[:, None]
+        try:
+            chol = cho_factor(local.T @ fw + np.diag(prior_inv_var), check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            raise FitError(f"shape solve failed: {exc}") from exc
+
+        def solve(rhs):  # H^-1 for (n, 3, m) right-hand sides: the shared block on axes 0, 1; the prior on depth
+            out = np.empty_like(rhs)
+            out[:, :2] = cho_solve(chol, rhs[:, :2].reshape(len(rhs), -1), check_finite=False).reshape(rhs[:, :2].shape)
+            out[:, 2] = rhs[:, 2] * prior_std[:, None] ** 2
+            return out
+
+        g = np.zeros((len(local.T), 3, 1))
+        g[:, :2, 0] = fw.T @ residual
+        c = solve(g)[..., 0]
+        directions = self._directions
+        if len(directions):
+            # constraint rows in the camera frame, in the prior metric: sum_k d_k . c_k / sigma_k^2 = 0
+            a = (directions @ rotation.T) * prior_inv_var[None, :, None]  # (k, n, 3)
+            h_inv_at = solve(a.transpose(1, 2, 0))  # (n, 3, k)
+            schur = np.einsum("knc,ncj->kj", a, h_inv_at)
+            lam = np.linalg.solve(schur, np.einsum("knc,nc->k", a, c))
+            c = c - h_inv_at @ lam
+        return c @ rotation
+
+    @functools.cached_property
+    def _directions(self) -> np.ndarray:
+        return self.similarity_directions()
 
     def similarity_directions(self, rotation: np.ndarray | None = None) -> np.ndarray:
         """(4, n, 3) coefficient directions of the infinitesimal rotations about x, y, z and of scaling,

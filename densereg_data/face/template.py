@@ -141,14 +141,22 @@ def load_template(template_id: str) -> Template:
     if not path.exists():
         raise TemplateError(f"unknown template {template_id!r}; available: {', '.join(available())}")
     definition = json.loads(path.read_text())
+    if "mesh" not in definition:
+        raise TemplateError(f"template {template_id!r} is built from a face model's own files: load it with "
+                            f"densereg_data.face.models.load_face_model('{definition.get('model', '?')}:PATH')")
     key = template_hash(definition)
     arrays = cached_arrays(f"template-{definition['id']}", key, lambda: _derive(definition, _read_sources(definition)))
+    return template_from_arrays(definition, key, definition["mesh"]["units"], arrays)
+
+
+def template_from_arrays(definition: dict, key: str, units: str, arrays: dict[str, np.ndarray]) -> Template:
+    """The Template of `derive_surface`'s arrays (and the mesh's "vertices", "faces", "uv")."""
     n_contour = len(definition["contour"]["landmarks"])
     offsets = arrays["contour_offsets"]
     return Template(
         id=definition["id"],
         hash=key,
-        units=definition["mesh"]["units"],
+        units=units,
         vertices=arrays["vertices"],
         faces=arrays["faces"],
         uv=arrays["uv"],
@@ -214,6 +222,15 @@ def _derive(definition: dict, sources: dict[str, np.ndarray]) -> dict[str, np.nd
     faces = faces[keep]
     if spec["crop_to_unit_square"]:
         vertices, faces, uv = crop_to_unit_square(vertices, faces, uv)
+    return derive_surface(definition, vertices, faces, uv, points)
+
+
+def derive_surface(definition: dict, vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray,
+                   points: np.ndarray) -> dict[str, np.ndarray]:
+    """What every template derives from a mesh with its U-V, whatever the U-V's source (an unwrap here, a
+    model's own map in `densereg_data.face.model_import`): the 68 landmark bindings (closest surface
+    points to `points` (68, 3)), the parts (`face.parts`, the definition's "parts") and the jaw-contour
+    candidates (`face.contour`, its "contour"). Returns the arrays `load_template` caches."""
     triangles, bary = bind_points(vertices, faces, points)
     landmark_uv = np.einsum("nk,nkc->nc", bary, uv[faces[triangles]])
     parts = derive_face_parts(uv, faces, landmark_uv, definition["parts"])

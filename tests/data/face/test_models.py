@@ -25,10 +25,10 @@ def test_menpo3d_is_the_registered_default():
 
 def test_unknown_model_is_one_line_listing_the_valid_names():
     with pytest.raises(TemplateError) as info:
-        load_face_model("ict")
+        load_face_model("flame")
     message = str(info.value)
     assert len(message.splitlines()) == 1
-    assert "unknown face model 'ict'" in message and message.endswith("valid: " + ", ".join(sorted(FACE_MODELS)))
+    assert "unknown face model 'flame'" in message and message.endswith("valid: " + ", ".join(sorted(FACE_MODELS)))
     assert isinstance(info.value, InputError) and isinstance(info.value, ValueError)
 
 
@@ -36,6 +36,12 @@ def test_unknown_model_is_one_line_listing_the_valid_names():
 def test_spec_forms_name_the_same_model(spec, face_model):
     assert parse_spec(spec) == ("menpo3d", None)
     assert load_face_model(spec) is face_model is load_face_model()
+
+
+@pytest.mark.parametrize("name", ["ict", "sfm"])
+def test_a_model_of_files_needs_its_path(name):
+    with pytest.raises(TemplateError, match=rf"face model '{name}' needs a PATH \(.*\): use '{name}:PATH'"):
+        load_face_model(name)
 
 
 def test_a_path_for_a_model_that_takes_none_is_refused():
@@ -110,7 +116,7 @@ def test_registered_loaders_get_the_path(monkeypatch, face_model, tmp_path):
         load_face_model("toy-with-path")
     with pytest.raises(TemplateError, match="already registered"):
         register_face_model("toy-with-path", needs="", licence="")(_toy)
-    with pytest.raises(TemplateError, match=r"valid: menpo3d, toy-with-path$"):
+    with pytest.raises(TemplateError, match=r"valid: ict, menpo3d, sfm, toy-with-path$"):
         load_face_model("nope")
 
 

@@ -1,0 +1,193 @@
+"""A morphable model's own files -> a template surface and its bases, in the template frame, in mm.
+
+Two importers, one result: `ict_arrays` (ICT-FaceKit, read by `face.ict_files`) and `eos_arrays` (an
+eos-format model such as the Surrey Face Model, read by `face.eos_files`) each return the arrays of
+`import_model`: the template's (as `face.template.derive_surface` derives them: landmark bindings,
+parts, jaw-contour candidates, over the model's own U-V) and the model's mean, basis and prior.
+`import_model` caches them on disk under a key of the importer's version, the definition and the
+bytes of the files read, so a model is parsed once per machine; the face model's hash
+(`arrays_hash`) is a digest of the arrays themselves, the same from a folder and from a zip.
+
+Convention: what is kept of the model
+    ICT-FaceKit: the triangles of the definition's README region ("Narrow face area": skin from brow to
+    chin, ear to ear; no eyeballs, teeth, mouth socket or back of the head), U-V per corner as the kit
+    gives it (a vertex on a U-V seam inside the region becomes one vertex per U-V, sharing its basis
+    rows), centimetres scaled to mm. eos models: every triangle, the model's U-V (or, for a model
+    without one, the cylindrical unwrap of `face.uv_unwrap` with the definition's anchors).
+
+Convention: landmark bindings
+    ICT-FaceKit lists all 68 iBUG vertices; an eos mapping leaves some out (the Surrey Face Model maps
+    50 of 68: not the jaw but the chin, nor the inner mouth corners 60 and 64). Those are menpo3d's
+    template landmarks carried over by the similarity that best aligns its mapped landmarks with the
+    model's mean, then bound to the closest surface point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from densereg_data.errors import TemplateError
+from densereg_data.face.cache import cached_arrays
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IMPORT_VERSION", "import_model", "arrays_hash", "ict_arrays", "eos_arrays", "split_seams"]
+
+#: Bumped whenever an importer changes what it computes (part of the cache key).
+IMPORT_VERSION = "model-import-1"
+#: Files larger than this are not hashed for the cache key (the readers refuse them anyway).
+_MAX_HASHED = 4 * 2**30
+_MAX_FILES = 5_000
+
+
+def import_model(kind: str, path: Path, definition: dict, read: Callable[[Path, dict], dict]) -> dict[str, np.ndarray]:
+    """The arrays of model `kind` from `path` (`read(path, definition)` on a cache miss)."""
+    digest = hashlib.sha256(f"{IMPORT_VERSION}:{kind}:".encode())
+    digest.update(json.dumps(definition, sort_keys=True).encode())
+    for p in _source_files(Path(path)):
+        digest.update(str(p.relative_to(path) if p != Path(path) else p.name).encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+    return cached_arrays(f"model-{kind}", digest.hexdigest(), lambda: read(Path(path), definition))
+
+
+def _source_files(path: Path) -> list[Path]:
+    """The regular files a model is read from: the file itself, or those under the folder (sorted)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise TemplateError(f"{path}: no such file or folder")
+    files = []
+    for p in path.rglob("*"):
+        if p.is_file() and not p.is_symlink() and p.stat().st_size <= _MAX_HASHED:
+            files.append(p)
+            if len(files) > _MAX_FILES:
+                raise TemplateError(f"{path}: more than {_MAX_FILES} files; point the model at its own folder")
+    return sorted(files)
+
+
+def arrays_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 hex of the arrays' names, dtypes, shapes and bytes (sorted by name)."""
+    digest = hashlib.sha256(IMPORT_VERSION.encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def split_seams(faces: np.ndarray, faces_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One vertex per distinct (vertex, U-V) corner pair: (faces (F, 3) into the new vertices, source (V',)
+    int64 the original vertex of each, uv_index (V',) int64 its U-V), the new vertices in the order of
+    their first (vertex, U-V) pair, sorted by vertex."""
+    pairs = np.stack([faces.ravel(), faces_uv.ravel()], axis=1)
+    unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    return inverse.reshape(faces.shape).astype(np.int64), unique[:, 0].astype(np.int64), unique[:, 1].astype(np.int64)
+
+
+def _surface(definition: dict, vertices, faces, uv, points, mean, basis, n_identity) -> dict[str, np.ndarray]:
+    from densereg_data.face.template import derive_surface
+
+    arrays = derive_surface(definition, vertices, faces, uv, points)
+    spec = definition["expression"]
+    n_expression = basis.shape[-1] - n_identity
+    arrays.update(
+        mean=mean,
+        basis=basis.astype(np.float32),
+        prior_std=np.r_[np.ones(n_identity), np.full(n_expression, float(spec["prior_std"]))],
+        n_identity=np.array(n_identity, dtype=np.int64),
+    )
+    return arrays
+
+
+def ict_arrays(path: Path, definition: dict) -> dict[str, np.ndarray]:
+    """ICT-FaceKit's folder or zip -> the `import_model` arrays, plus "expression_names" (Ke,) str."""
+    from densereg_data.face.ict_files import read_ict_facekit
+
+    kit = read_ict_facekit(path)
+    for note in kit.notes:
+        log.warning("ICT-FaceKit %s: %s", path, note)
+    src = definition["source"]
+    region = kit.region_faces(src["region"])
+    faces, source, uv_index = split_seams(kit.faces[region], kit.faces_uv[region])
+    scale = float(src["scale"])
+    vertices = kit.vertices[source] * scale
+    uv = kit.uv[uv_index]
+    if uv.min() < 0 or uv.max() > 1:
+        raise TemplateError(f"ICT-FaceKit {path}: region {src['region']!r} has U-V outside the unit square")
+    missing = ~np.isin(kit.landmarks68, source)
+    if missing.any():
+        raise TemplateError(f"ICT-FaceKit {path}: landmarks {np.flatnonzero(missing).tolist()} lie outside region {src['region']!r}")
+    points = kit.vertices[kit.landmarks68] * scale
+    basis = np.concatenate([kit.identity, kit.expressions]).transpose(1, 2, 0)[source] * np.float32(scale)  # (V', 3, K)
+    arrays = _surface(definition, vertices, faces, uv, points, vertices.copy(), basis, len(kit.identity))
+    arrays["expression_names"] = np.array(kit.expression_names, dtype=str)
+    arrays["model_vertices"] = source
+    return arrays
+
+
+def eos_arrays(path: Path, definition: dict) -> dict[str, np.ndarray]:
+    """An eos-format model (eos's share/ folder or a model .bin) -> the `import_model` arrays, plus
+    "expression_names" (Ke,) str."""
+    from densereg_data.face.eos_files import read_eos_model
+
+    model = read_eos_model(path)
+    for note in model.notes:
+        log.info("eos model %s: %s", path, note)
+    scale = float(definition["source"]["scale"])
+    mean = model.mean * scale
+    n = len(mean)
+    if model.landmarks68 is None:
+        raise TemplateError(f"eos model {path}: no iBUG landmark mapping (ibug_to_sfm.txt or the like) beside it")
+    points = _complete_landmarks(mean, model.landmarks68, str(path))
+    faces = model.triangles
+    uv = model.uv
+    if uv is None:
+        from densereg_data.face.uv_unwrap import cylindrical_uv, repair_folds
+
+        uv, keep = repair_folds(cylindrical_uv(mean, points, definition["uv"]["anchors"]), faces, rings=2)
+        faces = faces[keep]
+        faces = faces[np.all((uv[faces] >= 0) & (uv[faces] <= 1), axis=(1, 2))]
+        uv = np.clip(uv, 0.0, 1.0)
+    identity = (model.basis * model.std).reshape(n, 3, -1)  # unit-variance coefficients, eos's convention
+    expression = model.blendshapes.reshape(len(model.blendshapes), n, 3).transpose(1, 2, 0)
+    basis = np.concatenate([identity, expression], axis=2) * scale
+    arrays = _surface(definition, mean, faces, uv, points, mean, basis, identity.shape[-1])
+    arrays["expression_names"] = np.array(model.blendshape_names, dtype=str)
+    arrays["model_vertices"] = np.arange(n, dtype=np.int64)
+    return arrays
+
+
+def _complete_landmarks(mean: np.ndarray, mapping: np.ndarray, where: str) -> np.ndarray:
+    """(68, 3) landmark points: the mapped vertices, the rest carried over from menpo3d's template by the
+    least-squares similarity on the mapped ones (the module's Convention)."""
+    from densereg_data.face.template import load_template
+
+    mapped = mapping >= 0
+    if mapped.sum() < 6:
+        raise TemplateError(f"eos model {where}: only {int(mapped.sum())} of 68 iBUG landmarks are mapped, need at least 6")
+    points = np.zeros((len(mapping), 3))
+    points[mapped] = mean[mapping[mapped]]
+    if mapped.all():
+        return points
+    reference = load_template("menpo3d-face").landmark_points
+    scale, rotation, shift = _similarity(reference[mapped], points[mapped])
+    points[~mapped] = scale * reference[~mapped] @ rotation.T + shift
+    return points
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The s, R, t minimising sum |s R a_i + t - b_i|^2 (Umeyama)."""
+    ma, mb = a.mean(axis=0), b.mean(axis=0)
+    u, sv, vt = np.linalg.svd((b - mb).T @ (a - ma))
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = float(np.trace(np.diag(sv) @ d) / ((a - ma) ** 2).sum())
+    return scale, rotation, mb - scale * rotation @ ma
