@@ -95,7 +95,7 @@ def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) ->
     candidates = len(scan.samples) + len(scan.unpaired)
     facts = backend.template_facts(256)
     template = {"id": str(facts["template_id"]), "hash": str(facts["template_hash"]), "model": str(facts.get("model", cfg.model))}
-    model_size = int(facts["model_size"])
+    model_size, expression_size = int(facts["model_size"]), int(facts.get("expression_size", 0))
     root = str(dataset.root.resolve()) if dataset.root is not None else None
     config_doc = output_config(cfg, root, template)
     config_bytes = dumps_json(config_doc)
@@ -120,7 +120,7 @@ def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) ->
     skipped: dict[str, list[dict]] = {}
     todo = []
     for entry in plan:
-        done = existing_shard(out / entry["file"], entry, cfg.size, model_size)
+        done = existing_shard(out / entry["file"], entry, cfg.size, model_size, expression_size)
         if done is None:
             todo.append(entry)
         else:
@@ -143,7 +143,7 @@ def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) ->
                 try:
                     writer = ShardWriter(out / entry["file"], entry["split"], size=cfg.size, model_size=model_size,
                                          capacity=len(entry["refs"]), attrs={"plan_sha256": entry["plan_sha256"]},
-                                         compression=cfg.compression)
+                                         compression=cfg.compression, expression_size=expression_size)
                     skips = []
                     for ref in entry["refs"]:
                         res = next(results)

@@ -126,7 +126,8 @@ def plan_shards(scan: Scan, capacity: int, config_sha: str) -> list[dict]:
     return plan
 
 
-def existing_shard(path: Path, entry: dict, size: int, model_size: int) -> tuple[ShardRecord, list[dict]] | None:
+def existing_shard(path: Path, entry: dict, size: int, model_size: int,
+                   expression_size: int = 0) -> tuple[ShardRecord, list[dict]] | None:
     """The record and skips of an already complete shard matching its plan, else None."""
     from densereg_data.format.reader import check_shard_schema, h5_guard, open_shard_file
 
@@ -136,7 +137,8 @@ def existing_shard(path: Path, entry: dict, size: int, model_size: int) -> tuple
         with open_shard_file(path) as f, h5_guard(path):
             if f.attrs.get("plan_sha256") != entry["plan_sha256"]:
                 return None
-            check_shard_schema(f, str(path), size=size, model_size=model_size, samples=None, split=entry["split"])
+            check_shard_schema(f, str(path), size=size, model_size=model_size, samples=None, split=entry["split"],
+                               expression_size=expression_size)
             n = f["image"].shape[0]
             skipped = json.loads(f.attrs.get("skipped", "[]"))
     except (OSError, ShardFormatError, ValueError, RecursionError) as exc:

@@ -205,5 +205,6 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
         "crop_from_template": np.asarray(out.crop_from_template, np.float64),
         "pose": np.asarray(out.pose, np.float32),
         "coefficients": np.asarray(out.coefficients, np.float32),
+        "expression": np.asarray(getattr(out, "expression", ()), np.float32),
     }
     return {"sample": sample, "skip": None, "times": times}

@@ -70,6 +70,8 @@ def label_face_files(image_path: str | os.PathLike, landmarks_path: str | os.Pat
         image_from_template=fit.camera.image_from_template,
         pose_deg=fit.pose,
         coefficients=fit.coefficients,
+        identity=labels.identity,
+        expression=labels.expression,
         model=np.array(labels.model),
         model_id=np.array(labels.model_id),
         model_hash=np.array(labels.model_hash),
@@ -90,22 +92,45 @@ def label_face_files(image_path: str | os.PathLike, landmarks_path: str | os.Pat
 
 
 def list_face_models() -> list[dict]:
-    """The registered face models (none loaded): name, whether default, what PATH names, needs, licence."""
+    """The registered face models (none loaded), the default first: name, whether default, what PATH
+    names, needs, licence."""
+    entries = sorted(FACE_MODELS.values(), key=lambda e: (e.name != DEFAULT_FACE_MODEL, e.name))
     return [{"name": e.name, "default": e.name == DEFAULT_FACE_MODEL, "path": e.path, "needs": e.needs,
-             "licence": e.licence} for _, e in sorted(FACE_MODELS.items())]
+             "licence": e.licence} for e in entries]
 
 
 def show_face_model(model: str = DEFAULT_FACE_MODEL, out_dir: str | os.PathLike | None = None, size: int = 512) -> dict:
     """The model's facts (`FaceModel.summary`); with `out_dir`, also writes them as template.json and
-    its pictures (`densereg_data.face.pictures.template_pictures`)."""
-    from densereg_data.face.pictures import template_pictures
+    its pictures (`densereg_data.face.pictures.PICTURES`: U-V over the mesh, parts, landmarks, jaw
+    contour, prior samples; `size` pixels high).
+
+    A file of those names already in `out_dir` is replaced only when the template.json there was written
+    by an earlier `model show`; otherwise, as when `out_dir` lies in a shard folder (`check_output`),
+    InputError, and nothing is written.
+    """
+    from densereg_data.errors import InputError
+    from densereg_data.face.pictures import PICTURES, prior_samples_picture, template_pictures
+    from densereg_data.io.outputs import check_output
 
     face_model = load_face_model(model)
     facts = face_model.summary()
     if out_dir is None:
         return facts
+    check_output(out_dir)
     out_dir = _prepare_out_dir(out_dir)
-    for name, picture in template_pictures(face_model.template, size).items():
-        write_png(out_dir / name, picture)
+    names = (*PICTURES, "template.json")
+    existing = [n for n in names if os.path.lexists(out_dir / n)]
+    if existing:
+        try:
+            earlier = json.loads((out_dir / "template.json").read_text()) if "template.json" in existing else None
+        except (OSError, UnicodeDecodeError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and {"model", "id", "hash", "frame", "parts"} <= earlier.keys()):
+            raise InputError(f"--out {out_dir}: {existing[0]} already exists and is not from an earlier `model show`;"
+                             " choose another folder")
+    pictures = template_pictures(face_model.template, size)
+    pictures["prior_samples.png"] = prior_samples_picture(face_model.template, face_model.shape, size)
+    for name in PICTURES:
+        write_png(out_dir / name, pictures[name])
     (out_dir / "template.json").write_text(json.dumps(facts, indent=2))
     return facts

@@ -71,7 +71,7 @@ class Labeller:
         m = self.model
         return DenseLabels(image=crop, uv=uv, parts=parts, mask=parts > 0, landmarks=points,
                            crop_from_image=crop_from_image, fit=fit, model=m.spec, model_id=m.id, model_hash=m.hash,
-                           seconds=seconds)
+                           seconds=seconds, n_identity=m.shape.n_identity)
 
     def label_crop(self, image: np.ndarray, landmarks: np.ndarray, size: int = 256, margin: float = DEFAULT_MARGIN) -> CropLabels:
         """The shard sample of one face: `label` in the `size` x `size` crop, as docs/FORMAT.md's arrays."""
@@ -85,7 +85,8 @@ class Labeller:
             crop_from_image=out.crop_from_image,
             crop_from_template=fit.camera.image_from_template,
             pose=fit.pose.astype(np.float64),
-            coefficients=fit.coefficients.ravel().astype(np.float64),
+            coefficients=out.identity,
+            expression=out.expression,
             fit_nme=fit.nme,
             seconds=out.seconds,
             fit=fit,

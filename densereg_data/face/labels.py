@@ -29,7 +29,8 @@ class DenseLabels:
     in `image`'s pixels; crop_from_image: (2, 3) float64 affine from the input image to `image`
     (the identity at full resolution); fit: the FitResult in `image`'s pixels; model: the face
     model's spec; model_id, model_hash: its id and content hash; seconds: time per stage
-    ({"crop": s, "fit": s, "render": s}).
+    ({"crop": s, "fit": s, "render": s}); n_identity: how many of the fit's coefficients are identity
+    (the rest are expression; None: all).
     """
 
     image: np.ndarray
@@ -43,6 +44,7 @@ class DenseLabels:
     model_id: str
     model_hash: str
     seconds: dict[str, float] = field(default_factory=dict)
+    n_identity: int | None = None
 
     def __post_init__(self) -> None:
         h, w = self.parts.shape[:2]
@@ -62,8 +64,19 @@ class DenseLabels:
 
     @property
     def coefficients(self) -> np.ndarray:
-        """(n, 3) float64 shape model coefficients."""
+        """The fit's shape model coefficients (the model's `zero()` shape: identity, then expression)."""
         return self.fit.coefficients
+
+    @property
+    def identity(self) -> np.ndarray:
+        """(C,) float64 the identity coefficients (`MorphableModel.split` of `coefficients`)."""
+        return self.fit.coefficients.ravel()[: self.n_identity].astype(np.float64)
+
+    @property
+    def expression(self) -> np.ndarray:
+        """(E,) float64 the expression coefficients; (0,) for a model without expressions."""
+        n = self.fit.coefficients.size if self.n_identity is None else self.n_identity
+        return self.fit.coefficients.ravel()[n:].astype(np.float64)
 
     @property
     def fit_nme(self) -> float:
@@ -77,7 +90,8 @@ class CropLabels:
 
     image (S, S, 3) uint8; uv (S, S, 2) float32, 0 on background; parts (S, S) uint8;
     landmarks (68, 2) float64 crop pixels; crop_from_image (2, 3) float64; crop_from_template (3, 4)
-    float64; pose (3,) float64 degrees; coefficients (C,) float64; fit_nme float; seconds: time per
+    float64; pose (3,) float64 degrees; coefficients (C,) float64 identity and expression (E,) float64
+    expression coefficients of the face model (`split` of the fit's); fit_nme float; seconds: time per
     stage, {"crop": s, "fit": s, "render": s}, and fit: the FitResult in crop pixels (both left empty
     by a producer that does not fit or time itself).
     """
@@ -91,6 +105,7 @@ class CropLabels:
     pose: np.ndarray
     coefficients: np.ndarray
     fit_nme: float
+    expression: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: dict[str, float] = field(default_factory=dict, compare=False)
     fit: FitResult | None = field(default=None, compare=False, repr=False)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from densereg_data.errors import ShardFormatError
 from densereg_data.format.files import sha256_file
-from densereg_data.format.schema import CONFIG, FORMAT, FORMAT_VERSION, INDEX, SHARD_RE
+from densereg_data.format.schema import CONFIG, FORMAT, INDEX, READABLE_VERSIONS, SHARD_RE
 
 __all__ = ["ShardIndex", "MAX_INDEX_BYTES"]
 
@@ -80,8 +80,10 @@ class ShardIndex:
         index = _read_json(path, "index")
         _check(isinstance(index, dict), path, "not a JSON object")
         _check(index.get("format") == FORMAT, path, f"format is not {FORMAT!r}")
-        _check(index.get("format_version") == FORMAT_VERSION, path,
-               f"format_version {index.get('format_version')!r}, this reader reads {FORMAT_VERSION}; rebuild the shards")
+        version = index.get("format_version")
+        _check(_is_int(version) and version in READABLE_VERSIONS, path,
+               f"format_version {version!r}, this reader reads {' and '.join(map(str, READABLE_VERSIONS))}; "
+               "rebuild the shards")
         for key in ("image_size", "k", "part_names", "splits", "split_aliases", "shards"):
             _check(key in index, path, f"missing key {key!r}")
         size = index["image_size"]

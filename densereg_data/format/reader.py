@@ -21,7 +21,7 @@ import numpy as np
 
 from densereg_data.errors import ShardFormatError
 from densereg_data.format.index import ShardIndex
-from densereg_data.format.schema import DENSE, FORMAT, FORMAT_VERSION, SCHEMA, sample_schema
+from densereg_data.format.schema import DENSE, FORMAT, READABLE_VERSIONS, SCHEMA, sample_schema
 
 __all__ = ["ShardReader", "open_shards", "open_shard_file", "check_plain_hdf5", "check_shard_schema", "h5_guard",
            "read_split"]
@@ -47,12 +47,13 @@ def _h5_dtype_name(ds) -> str:
     return ds.dtype.name
 
 
-def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int | None, split: str | None) -> None:
+def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int | None, split: str | None,
+                       expression_size: int = 0) -> None:
     """Raise `ShardFormatError` naming `name` unless the h5py file `f`, opened by `open_shard_file` (which
     checked its format attributes), follows the shard schema: split, datasets, dtypes, shapes, chunks."""
     if split is not None and f.attrs.get("split") != split:
         raise ShardFormatError(f"{name}: split attribute {f.attrs.get('split')!r}, index says {split!r}")
-    schema = sample_schema(size, model_size)
+    schema = sample_schema(size, model_size, expression_size)
     missing = sorted(set(schema) - set(f.keys()))
     if missing:
         raise ShardFormatError(f"{name}: missing datasets {missing}")
@@ -107,12 +108,16 @@ def open_shard_file(path: str | os.PathLike, *, size: int | None = None, samples
         with h5_guard(path):
             check_plain_hdf5(f, path)
             version = f.attrs.get("format_version", None)
-            if f.attrs.get("format") != FORMAT or version is None or int(version) != FORMAT_VERSION:
-                raise ShardFormatError(f"{path}: file attributes do not say {FORMAT} version {FORMAT_VERSION}")
+            if f.attrs.get("format") != FORMAT or version is None or int(version) not in READABLE_VERSIONS:
+                raise ShardFormatError(f"{path}: file attributes do not say {FORMAT} version "
+                                       f"{' or '.join(map(str, READABLE_VERSIONS))}")
             if size is not None:
                 coeff = f["coefficients"] if "coefficients" in f else None
                 model_size = coeff.shape[1] if coeff is not None and coeff.ndim == 2 else -1
-                check_shard_schema(f, str(path), size=size, model_size=model_size, samples=samples, split=split)
+                expr = f["expression"] if "expression" in f else None
+                expression_size = (expr.shape[1] if expr.ndim == 2 else -1) if expr is not None else 0
+                check_shard_schema(f, str(path), size=size, model_size=model_size, samples=samples, split=split,
+                                   expression_size=expression_size)
     except BaseException:
         f.close()
         raise
@@ -171,7 +176,9 @@ class ShardReader:
             path = self.path / rec["file"]
             f = open_shard_file(path, size=self.index.image_size[0], samples=rec["samples"], split=rec["split"])
             with h5_guard(path):
-                small = {n: f[n][()] for n in SCHEMA if n not in DENSE}
+                # a model without expressions (or a version 1 shard) has no `expression`: (n, 0) float32
+                small = {n: f[n][()] if n in f else np.zeros((rec["samples"], 0), np.float32)
+                         for n in SCHEMA if n not in DENSE}
             self._files[k] = f
             self._small[k] = small
             self._dense[k] = tuple((n, f[n]) for n in DENSE)

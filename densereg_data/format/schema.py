@@ -1,4 +1,4 @@
-"""The shard format's names and shapes (docs/FORMAT.md, version 1): the one place they are written down.
+"""The shard format's names and shapes (docs/FORMAT.md, version 2): the one place they are written down.
 
 A shard directory holds ``index.json``, ``config.json``, ``template.h5``, ``skipped.jsonl`` and
 ``<split>-<nnnnn>.h5`` files. Writers, readers and `verify` all take their rules from here.
@@ -10,18 +10,24 @@ import re
 
 from densereg_data.conventions import N_LANDMARKS
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "INDEX", "CONFIG", "TEMPLATE", "SKIPPED", "SHARD_RE", "TMP_PREFIX", "SCHEMA",
-           "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "TEMPLATE_OPTIONAL_ATTRS", "sample_schema", "shard_name"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "READABLE_VERSIONS", "INDEX", "CONFIG", "TEMPLATE", "SKIPPED", "SHARD_RE", "TMP_PREFIX", "SCHEMA",
+           "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "TEMPLATE_OPTIONAL_ATTRS", "TEMPLATE_INT_ATTRS",
+           "sample_schema", "shard_name"]
 
 FORMAT = "densereg-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader reads: version 1 (before expression coefficients) has no `expression` dataset and
+#: no expression attributes in template.h5, which read as a model without expressions.
+READABLE_VERSIONS = (1, 2)
 INDEX, CONFIG, TEMPLATE, SKIPPED = "index.json", "config.json", "template.h5", "skipped.jsonl"
 #: A shard file's name: ``<split>-<nnnnn>.h5``; nothing else in a shard folder is ever opened as a shard.
 SHARD_RE = re.compile(r"(?P<split>[a-z0-9_]+)-(?P<n>\d{5})\.h5\Z")
 #: Prefix of the temporary names writers use before the final rename.
 TMP_PREFIX = ".tmp-"
 
-#: dataset -> (dtype, per-sample shape with "S" for the crop side and "C" for the model size).
+#: dataset -> (dtype, per-sample shape with "S" for the crop side, "C" for the identity and "E" for the
+#: expression model size). A dataset with a zero-sized dimension is not written (`expression` of a model
+#: without expressions).
 SCHEMA: dict[str, tuple[str, tuple]] = {
     "image": ("uint8", ("S", "S", 3)),
     "uv": ("float16", ("S", "S", 2)),
@@ -34,6 +40,7 @@ SCHEMA: dict[str, tuple[str, tuple]] = {
     "crop_from_template": ("float64", (3, 4)),
     "pose": ("float32", (3,)),
     "coefficients": ("float32", ("C",)),
+    "expression": ("float32", ("E",)),
 }
 #: The per-pixel datasets; the rest are small and read into memory when a shard is opened.
 DENSE = ("image", "uv", "parts")
@@ -49,14 +56,18 @@ TEMPLATE_SCHEMA: dict[str, tuple[str, tuple]] = {
     "part_uv": ("uint8", ("G", "G")),
 }
 TEMPLATE_ATTRS = ("template_id", "template_hash", "units", "model_size")
-#: Attributes written by newer builds, read when present: the face model's spec ("menpo3d", "NAME:PATH").
-TEMPLATE_OPTIONAL_ATTRS = ("model",)
+#: Attributes written by newer builds, read when present: the face model's spec ("menpo3d", "NAME:PATH"),
+#: its number of expression coefficients (0 when absent) and their names (a JSON list of strings).
+TEMPLATE_OPTIONAL_ATTRS = ("model", "expression_size", "expression_names")
+#: Integer-valued template.h5 attributes (the rest are strings).
+TEMPLATE_INT_ATTRS = ("model_size", "expression_size")
 
 
-def sample_schema(size: int, model_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """SCHEMA with S and C filled in: name -> (dtype, per-sample shape)."""
-    fill = {"S": int(size), "C": int(model_size)}
-    return {k: (dt, tuple(fill.get(d, d) for d in shape)) for k, (dt, shape) in SCHEMA.items()}
+def sample_schema(size: int, model_size: int, expression_size: int = 0) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """SCHEMA with S, C and E filled in: name -> (dtype, per-sample shape), without zero-sized datasets."""
+    fill = {"S": int(size), "C": int(model_size), "E": int(expression_size)}
+    schema = {k: (dt, tuple(fill.get(d, d) for d in shape)) for k, (dt, shape) in SCHEMA.items()}
+    return {k: v for k, v in schema.items() if 0 not in v[1]}
 
 
 def shard_name(split: str, number: int) -> str:

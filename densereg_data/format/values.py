@@ -43,8 +43,9 @@ def check_values(f, where: str, n_parts: int) -> None:
         if out_of_range.any():
             i = lo + int(np.argmax(out_of_range.reshape(hi - lo, -1).any(axis=1)))
             raise ShardFormatError(f"{where}: uv of sample {i} is outside [0, 1] on the face or not 0 on background")
-        for name in ("landmarks", "crop_from_image", "crop_from_template", "pose", "coefficients"):
-            _finite(name, f[name][lo:hi].astype(np.float64), where, lo)
+        for name in ("landmarks", "crop_from_image", "crop_from_template", "pose", "coefficients", "expression"):
+            if name in f:  # expression: only for a model with expressions (format version 2)
+                _finite(name, f[name][lo:hi].astype(np.float64), where, lo)
         nme = f["fit_nme"][lo:hi]
         if (~np.isfinite(nme) | (nme < 0)).any():
             raise ShardFormatError(f"{where}: fit_nme of sample {lo + int(np.argmax(~np.isfinite(nme) | (nme < 0)))} "

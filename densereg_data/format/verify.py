@@ -38,7 +38,15 @@ def _check_template(path: Path) -> dict:
         missing = [a for a in TEMPLATE_ATTRS if a not in f.attrs]
         if missing:
             raise ShardFormatError(f"{path}: missing attributes {missing}")
-        return {a: (f.attrs[a].item() if hasattr(f.attrs[a], "item") else f.attrs[a]) for a in TEMPLATE_ATTRS} | {"grid": g}
+        out = {a: (f.attrs[a].item() if hasattr(f.attrs[a], "item") else f.attrs[a]) for a in TEMPLATE_ATTRS} | {"grid": g}
+        expression_size = f.attrs.get("expression_size", 0)
+        try:
+            out["expression_size"] = int(expression_size)
+        except (TypeError, ValueError):
+            raise ShardFormatError(f"{path}: expression_size must be an integer, got {expression_size!r}"[:200]) from None
+        if not 0 <= out["expression_size"] <= 10_000:
+            raise ShardFormatError(f"{path}: expression_size must be in 0..10000, got {out['expression_size']}")
+        return out
 
 
 def verify(path: str | os.PathLike, *, values: bool = True) -> dict:
@@ -63,6 +71,7 @@ def verify(path: str | os.PathLike, *, values: bool = True) -> dict:
     read_template_facts(root / TEMPLATE)  # values: finite landmark U-V, positive eye distance, grids agree
     _read_skipped(root / SKIPPED)
     model_size = int(tmpl["model_size"])
+    expression_size = int(tmpl.get("expression_size", 0))
     size = int(index["image_size"][0])
     counts: dict[str, int] = {}
     listed = set()
@@ -78,7 +87,8 @@ def verify(path: str | os.PathLike, *, values: bool = True) -> dict:
         if sha256_file(p) != rec["sha256"]:
             raise ShardFormatError(f"{p}: sha256 mismatch (the file is corrupt or was changed)")
         with open_shard_file(p) as f, h5_guard(p):
-            check_shard_schema(f, str(p), size=size, model_size=model_size, samples=rec["samples"], split=rec["split"])
+            check_shard_schema(f, str(p), size=size, model_size=model_size, samples=rec["samples"], split=rec["split"],
+                               expression_size=expression_size)
             if values:
                 check_values(f, str(p), n_parts=len(sindex.part_names))
         counts[rec["split"]] = counts.get(rec["split"], 0) + rec["samples"]

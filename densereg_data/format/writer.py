@@ -16,8 +16,7 @@ from densereg_data.conventions import DEFAULT_K, PART_NAMES
 from densereg_data.errors import ShapeError
 from densereg_data.format.files import atomic_write_bytes, dumps_json
 from densereg_data.format.schema import (COMPRESSIONS, DENSE, FORMAT, FORMAT_VERSION, INDEX, TEMPLATE_ATTRS,
-                                         TEMPLATE_OPTIONAL_ATTRS,
-                                         TEMPLATE_SCHEMA, sample_schema)
+                                         TEMPLATE_INT_ATTRS, TEMPLATE_OPTIONAL_ATTRS, TEMPLATE_SCHEMA, sample_schema)
 
 __all__ = ["ShardRecord", "ShardWriter", "write_template", "write_index"]
 
@@ -59,19 +58,19 @@ def _persist(f, final: Path) -> tuple[int, str]:
 class ShardWriter:
     """Write one shard file sample by sample; `close` writes it into place and returns its record.
 
-    size: crop side S; model_size: C; capacity: the most samples it will hold (space is reserved, and
+    size: crop side S; model_size: C; expression_size: E (0: no `expression` dataset); capacity: the most samples it will hold (space is reserved, and
     trimmed to the samples appended on close). attrs: extra file attributes (JSON-able scalars/str).
     The file is assembled in memory and written on `close` (atomically, through a temporary name), so a
     full disk or an exception inside a ``with`` block leaves nothing under the final name.
     """
 
     def __init__(self, path: str | os.PathLike, split: str, *, size: int, model_size: int, capacity: int,
-                 attrs: dict | None = None, compression: str = "lzf") -> None:
+                 attrs: dict | None = None, compression: str = "lzf", expression_size: int = 0) -> None:
         import h5py
 
         self.path = Path(path)
         self.split = split
-        self.schema = sample_schema(size, model_size)
+        self.schema = sample_schema(size, model_size, expression_size)
         self.n = 0
         self.capacity = max(int(capacity), 1)
         if compression not in COMPRESSIONS:
@@ -162,10 +161,10 @@ def write_template(path: str | os.PathLike, facts: dict[str, Any]) -> Path:
             f.create_dataset(name, data=np.asarray(facts[name], dtype=dtype))
         for key in TEMPLATE_ATTRS:
             value = facts[key]
-            f.attrs[key] = int(value) if key == "model_size" else str(value)
+            f.attrs[key] = int(value) if key in TEMPLATE_INT_ATTRS else str(value)
         for key in TEMPLATE_OPTIONAL_ATTRS:
             if key in facts:
-                f.attrs[key] = str(facts[key])
+                f.attrs[key] = int(facts[key]) if key in TEMPLATE_INT_ATTRS else str(facts[key])
         _persist(f, final)
     except BaseException:
         f.close()

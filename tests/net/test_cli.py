@@ -128,10 +128,10 @@ def test_bench_cli_runs(capsys):
 # --- bad input: one line each, exit 2 ---
 
 def test_wrong_format_version(tmp_path, capsys):
-    shards = rewrite_index(write_shards(tmp_path / "s"), format_version=2)
-    with pytest.raises(ShardFormatError, match="format_version 2, this reader reads 1"):
+    shards = rewrite_index(write_shards(tmp_path / "s"), format_version=3)
+    with pytest.raises(ShardFormatError, match="format_version 3, this reader reads 1 and 2"):
         ShardIndex.open(shards)
-    one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format_version 2")
+    one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format_version 3")
 
 
 def test_not_a_shard_directory(tmp_path, capsys):

@@ -240,9 +240,11 @@ def test_model_list_names_each_model_with_needs_and_licence(capsys):
     assert main(["model", "list"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("menpo3d (default)\n") and "needs: menpo3d" in out and "licence: " in out
+    assert "ict\n  spec: ict:PATH (PATH: ICT-FaceKit's folder or zip)" in out and "MIT" in out
+    assert "sfm\n  spec: sfm:PATH" in out and "non-commercial" in out
 
 
-@pytest.mark.parametrize("spec, message", [("nope", "unknown face model 'nope'.*valid: menpo3d"),
+@pytest.mark.parametrize("spec, message", [("nope", "unknown face model 'nope'.*valid: ict, menpo3d, sfm$"),
                                            ("menpo3d:/some/file", "takes no PATH")])
 def test_label_with_a_bad_model_spec_is_one_line(face, tmp_path, capsys, spec, message):
     image_path, pts_path, _, _ = face

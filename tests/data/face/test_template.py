@@ -134,8 +134,10 @@ def test_template_is_cached_and_hashed(template):
 
 
 def test_unknown_template_lists_the_known_ones():
-    with pytest.raises(TemplateError, match=r"unknown template 'nope'; available: menpo3d-face"):
+    with pytest.raises(TemplateError, match=r"unknown template 'nope'; available: ict-face, menpo3d-face, sfm-face"):
         load_template("nope")
+    with pytest.raises(TemplateError, match=r"'ict-face' is built from a face model's own files: .*load_face_model\('ict:PATH'\)"):
+        load_template("ict-face")
 
 
 def test_uv_lookup_returns_landmark_positions(template, face_model):

@@ -18,7 +18,7 @@ import pytest
 from densereg_cli.data import main
 from densereg_data.errors import ShardFormatError
 from densereg_data.format import ShardIndex, open_shards, read_split, verify
-from densereg_data.format.files import dumps_json, sha256_file
+from densereg_data.format.files import sha256_file
 
 
 def _first_shard(root):

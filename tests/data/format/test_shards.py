@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,6 +12,7 @@ import densereg_data
 from densereg_data.errors import ShapeError, ShardFormatError
 from densereg_data.format.verify import format_info, info, verify
 from densereg_data.format import SCHEMA, ShardIndex, ShardWriter, open_shards
+from densereg_data.format.files import sha256_file
 
 
 def _sample(rng, i, size=8, c=3):
@@ -28,6 +28,7 @@ def _sample(rng, i, size=8, c=3):
         "crop_from_template": rng.normal(size=(3, 4)),
         "pose": rng.normal(size=3).astype(np.float32),
         "coefficients": rng.normal(size=c).astype(np.float32),
+        "expression": rng.uniform(size=2).astype(np.float32),
     }
 
 
@@ -36,14 +37,14 @@ def test_writer_round_trip_is_exact(tmp_path, compression):
     rng = np.random.default_rng(0)
     samples = [_sample(rng, i) for i in range(3)]
     with ShardWriter(tmp_path / "train-00000.h5", "train", size=8, model_size=3, capacity=5,
-                     compression=compression) as w:
+                     compression=compression, expression_size=2) as w:
         for s in samples:
             w.append(s)
         rec = w.close(attrs={"note": "x"})
     assert rec.samples == 3 and rec.bytes == (tmp_path / "train-00000.h5").stat().st_size and len(rec.sha256) == 64
     assert [p.name for p in tmp_path.iterdir()] == ["train-00000.h5"]  # no temporary left
     with h5py.File(tmp_path / "train-00000.h5", "r") as f:
-        assert f.attrs["format"] == "densereg-shards" and f.attrs["format_version"] == 1 and f.attrs["split"] == "train"
+        assert f.attrs["format"] == "densereg-shards" and f.attrs["format_version"] == 2 and f.attrs["split"] == "train"
         for name in SCHEMA:
             assert f[name].shape[0] == 3 and f[name].chunks[0] == 1
             assert f[name].compression == ("lzf" if compression == "lzf" or name not in ("image", "uv", "parts") else None)
@@ -145,11 +146,27 @@ def test_verify_schema_mismatch(three_sample_shards):
         verify(three_sample_shards)
 
 
+def test_version_1_shards_still_read_and_verify(three_sample_shards):
+    """Version 1 had no expression coefficients: its files differ only by the version number."""
+    index = json.loads((three_sample_shards / "index.json").read_text())
+    index["format_version"] = 1
+    for path in [three_sample_shards / "template.h5", *sorted(three_sample_shards.glob("*-0000*.h5"))]:
+        with h5py.File(path, "r+") as f:
+            f.attrs["format_version"] = 1
+            assert "expression" not in f and "expression_size" not in f.attrs
+    for rec in index["shards"]:
+        path = three_sample_shards / rec["file"]
+        rec["sha256"], rec["bytes"] = sha256_file(path), path.stat().st_size
+    (three_sample_shards / "index.json").write_text(json.dumps(index))
+    assert verify(three_sample_shards)["samples"] == 3
+    assert len(open_shards(three_sample_shards)) == 3
+
+
 def test_reader_refuses_other_versions(three_sample_shards):
     index = json.loads((three_sample_shards / "index.json").read_text())
-    index["format_version"] = 2
+    index["format_version"] = 3
     (three_sample_shards / "index.json").write_text(json.dumps(index))
-    with pytest.raises(ShardFormatError, match="format_version 2"):
+    with pytest.raises(ShardFormatError, match="format_version 3, this reader reads 1 and 2"):
         open_shards(three_sample_shards)
     with pytest.raises(ShardFormatError, match="not a shard directory"):
         open_shards(three_sample_shards / "nope")
