@@ -64,15 +64,17 @@ def model_list() -> None:
 
 
 @model_group.command("show")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Also write pictures of its U-V and parts here.")
-@click.option("--model", default="menpo3d", show_default=True, help=MODEL_HELP)
-def model_show(out_dir: Path | None, model: str) -> None:
-    """Print a face model's facts; with --out, draw its U-V and parts."""
+@click.argument("spec", required=False)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Also draw it here: U-V over the mesh, parts, landmarks, jaw contour, prior samples.")
+@click.option("--model", default="menpo3d", show_default=True, help=MODEL_HELP + " Same as SPEC.")
+def model_show(spec: str | None, out_dir: Path | None, model: str) -> None:
+    """Print the facts of face model SPEC (NAME[:PATH], default menpo3d); with --out, draw it."""
     import json
 
     from densereg_data.face.jobs import show_face_model
 
-    click.echo(json.dumps(show_face_model(model, out_dir), indent=2))
+    click.echo(json.dumps(show_face_model(spec or model, out_dir), indent=2))
     if out_dir is not None:
         click.echo(f"pictures written to {out_dir}", err=True)
 

@@ -57,13 +57,19 @@ class FitResult:
         return self.camera.pose
 
 
+#: Annotation noise of a model without its own (tuned on 300-W with menpo3d's model; BENCHMARKS.md).
+DEFAULT_LANDMARK_SIGMA_MM = 0.15
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """Knobs of the fit (defaults tuned on 300-W; see BENCHMARKS.md)."""
 
     camera: str = "orthographic"
     iterations: int = 4
-    landmark_sigma_mm: float = 0.15  # annotation noise, in template mm: lower fits closer, higher trusts the prior more
+    # annotation noise, in template mm: lower fits closer, higher trusts the prior more; None: the face
+    # model's own (its definition's "fit" section; DEFAULT_LANDMARK_SIGMA_MM without one)
+    landmark_sigma_mm: float | None = None
     contour_sigma_scale: float = 1.5  # the jaw contour is annotated less precisely
     slide_contour: bool = True
     focal_length: float | None = None  # perspective only; default: the image's larger side
@@ -72,7 +78,8 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.camera not in ("orthographic", "perspective"):
             raise ShapeError(f"camera must be 'orthographic' or 'perspective', got {self.camera!r}")
-        if self.iterations < 1 or self.landmark_sigma_mm <= 0 or self.contour_sigma_scale <= 0:
+        if self.iterations < 1 or (self.landmark_sigma_mm is not None and not self.landmark_sigma_mm > 0) \
+                or self.contour_sigma_scale <= 0:
             raise ShapeError("iterations must be >= 1 and the sigmas positive")
 
 
@@ -119,7 +126,9 @@ class Fitter:
         contour = list(self.template.contour_landmarks) if config.slide_contour else []
         mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
         vertices, weights = self.landmark_vertices.copy(), self.landmark_weights.copy()
-        inv_var = 1.0 / (config.landmark_sigma_mm * np.where(self._jaw_mask, config.contour_sigma_scale, 1.0)) ** 2
+        sigma = config.landmark_sigma_mm or self.template.definition.get("fit", {}).get("landmark_sigma_mm",
+                                                                                       DEFAULT_LANDMARK_SIGMA_MM)
+        inv_var = 1.0 / (sigma * np.where(self._jaw_mask, config.contour_sigma_scale, 1.0)) ** 2
         model = self.model
         coeffs = model.zero()
         # start: the camera from the inner landmarks alone (the jaw's correspondences are unknown yet)

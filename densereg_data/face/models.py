@@ -236,7 +236,7 @@ def _imported(name: str, spec_path: Path, kind: str, read) -> FaceModel:
 
     definition = json.loads(definition_path(f"{name}-face").read_text())
     arrays = import_model(kind, spec_path, definition, read)
-    digest = arrays_hash({k: v for k, v in arrays.items() if k != "model_vertices"})
+    digest = arrays_hash({k: v for k, v in arrays.items() if k != "model_vertices"}, definition)
     template = template_from_arrays(definition, digest, definition["source"]["units"], arrays)
     n_identity = int(arrays["n_identity"])
     shape = MorphableModel(

@@ -105,38 +105,72 @@ class MorphableModel:
         """(m, 3) displacements of the local basis (m, 3, K) by coefficients (K,)."""
         return local @ coefficients
 
+    @functools.cached_property
+    def _from_free(self) -> np.ndarray:
+        """(K, K - r) the coefficients of the free parameters z (standard normal under the prior): c = T z.
+
+        The identity part is whitened and restricted to the prior-orthogonal complement of the r <= 4
+        directions that best imitate a small rotation about x, y, z or a scaling of the mean (a model
+        built from scans that were not perfectly aligned has such components, and the camera owns pose
+        and scale); the expression part is only scaled by its prior std.
+        """
+        ki = self.n_identity
+        whitened = self._flat_basis[:, :ki].astype(np.float64) * self.prior_std[:ki]  # (3V, Ki)
+        p = self.mean - self.mean.mean(axis=0)
+        x, y, z = p.T
+        zero = np.zeros_like(x)
+        fields = np.stack([np.c_[zero, -z, y], np.c_[z, zero, -x], np.c_[-y, x, zero], p]).reshape(4, -1).T  # (3V, 4)
+        directions = np.linalg.lstsq(whitened, fields, rcond=None)[0] if ki else np.zeros((0, 4))  # (Ki, 4)
+        u, sv, _ = np.linalg.svd(directions, full_matrices=True)
+        rank = int((sv > 1e-9 * max(sv.max(initial=0.0), 1e-300)).sum())
+        free = np.zeros((self.n_coefficients, self.n_coefficients - rank))
+        free[:ki, : ki - rank] = u[:, rank:] * self.prior_std[:ki, None]
+        free[ki:, ki - rank :] = np.diag(self.prior_std[ki:])
+        return free
+
+    def constrain(self, coefficients: np.ndarray) -> np.ndarray:
+        """(K,) coefficients with their rotation- and scale-like identity part removed (`_from_free`)."""
+        t = self._from_free
+        return t @ np.linalg.lstsq(t, np.asarray(coefficients, dtype=np.float64), rcond=None)[0]
+
     def map_coefficients(self, x: np.ndarray, mean: np.ndarray, local: np.ndarray, scale: float, rotation: np.ndarray,
                          shift: np.ndarray, inv_var: np.ndarray) -> np.ndarray:
         """MAP coefficients (K,) given a scaled-orthographic camera.
 
         x (m, 2) px; mean (m, 3) mm and local (m, 3, K) the model at the matched surface points; scale,
         rotation (3, 3), shift (2,) the camera; inv_var (m,) 1 / sigma^2 per point in mm^-2. Minimises
-        sum_m inv_var_m |R2 (mean_m + local_m c) + (shift - x_m) / scale|^2 + |c / prior_std|^2.
+        sum_m inv_var_m |R2 (mean_m + local_m c) + (shift - x_m) / scale|^2 + |c / prior_std|^2 over the
+        coefficients without rotation or scaling (`_from_free`), the expression weights within their bounds.
         """
+        t = self._from_free
         residual = (x - shift) / scale - mean @ rotation[:2].T  # (m, 2) mm
-        a = np.einsum("ij,mjk->mik", rotation[:2], local).reshape(-1, self.n_coefficients)  # (2m, K)
+        a = np.einsum("ij,mjk->mik", rotation[:2], local).reshape(-1, self.n_coefficients) @ t  # (2m, K - r)
         w = np.repeat(inv_var, 2)
         normal = a.T @ (a * w[:, None])
         rhs = a.T @ (w * residual.ravel())
-        prior = 1.0 / self.prior_std**2
-        c = _solve(normal + np.diag(prior), rhs)
+        eye = np.eye(len(rhs))
+        z = _solve(normal + eye, rhs)
         lo, hi = self.expression_bounds
-        expr = slice(self.n_identity, None)
+        std_e = self.prior_std[self.n_identity :]
+        expr = slice(t.shape[1] - self.n_expression, None)  # the expression part of z: c_e = std_e * z_e
         for _ in range(3):  # clip the blendshape weights, hold the clipped ones, solve for the rest
-            held = np.zeros(self.n_coefficients, bool)
-            held[expr] = (c[expr] <= lo) | (c[expr] >= hi)
+            held = np.zeros(len(z), bool)
+            held[expr] = (z[expr] * std_e <= lo) | (z[expr] * std_e >= hi)
             if not held.any():
                 break
-            c[expr] = np.clip(c[expr], lo, hi)
+            z[expr] = np.clip(z[expr] * std_e, lo, hi) / std_e
             free = ~held
-            sub = normal[np.ix_(free, free)] + np.diag(prior[free])
-            c[free] = _solve(sub, rhs[free] - normal[np.ix_(free, held)] @ c[held])
-        c[expr] = np.clip(c[expr], lo, hi)
+            sub = normal[np.ix_(free, free)] + eye[np.ix_(free, free)]
+            z[free] = _solve(sub, rhs[free] - normal[np.ix_(free, held)] @ z[held])
+        c = t @ z
+        c[self.n_identity :] = np.clip(c[self.n_identity :], lo, hi)
         return c
 
     def sample(self, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
-        """(K,) coefficients drawn from the prior (times `scale`), expression weights folded into their bounds."""
-        c = rng.standard_normal(self.n_coefficients) * scale * self.prior_std
+        """(K,) coefficients drawn from the prior (times `scale`) without rotation or scaling (`_from_free`),
+        expression weights folded into their bounds."""
+        t = self._from_free
+        c = t @ (rng.standard_normal(t.shape[1]) * scale)
         lo, hi = self.expression_bounds
         c[self.n_identity :] = np.clip(np.abs(c[self.n_identity :]) if lo >= 0 else c[self.n_identity :], lo, hi)
         return c
