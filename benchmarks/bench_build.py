@@ -2,9 +2,10 @@
 and, in the same run, decode-only throughput of the same images with the same workers (the peer: how
 close the build gets to just reading its inputs), printed as build/decode.
 
-    .venv/bin/python benchmarks/bench_build.py [--root ../shared/data/300w-dev] [--workers 2] [--runs 3]
+    .venv/bin/python benchmarks/bench_build.py [--root ../shared/data/300w-dev] [--workers 2] [--runs 3] [--model SPEC]
 
-Prints a markdown table and one JSON line (median over runs).
+Prints a markdown table and one JSON line (median over runs). --model: the face model (default menpo3d;
+e.g. ict:../shared/data/face-models/ict-facekit.zip, sfm:../shared/data/face-models/sfm).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--compression", default="lzf")
+    ap.add_argument("--model", default="menpo3d")
     args = ap.parse_args()
     if not args.root.is_dir():
         print(f"skipped: {args.root} not found", file=sys.stderr)
@@ -44,7 +46,7 @@ def main() -> int:
         out = Path(tempfile.mkdtemp(prefix="bench_build_"))
         try:
             cfg = BuildConfig(dataset="pts", root=str(args.root), out=str(out / "s"), size=args.size, workers=args.workers,
-                              progress=False, compression=args.compression, val_fraction=0.2, seed=0)
+                              progress=False, compression=args.compression, val_fraction=0.2, seed=0, model=args.model)
             rep = run_build(cfg)
             decode = decode_only(cfg)
         finally:
@@ -56,7 +58,7 @@ def main() -> int:
     dec = statistics.median(decode_runs)
     stage_ms = {s: statistics.median(1000 * rep.stage_seconds[s] / rep.labelled for rep in runs) for s in STAGES}
     bps = statistics.median(rep.bytes / rep.written for rep in runs)
-    print("| metric | value |\n|---|---|")
+    print(f"model: {args.model}\n\n| metric | value |\n|---|---|")
     print(f"| build images/s ({args.workers} workers, median of {len(runs)}) | {med:.1f} |")
     print(f"| decode-only images/s (same images, same workers) | {dec:.1f} |")
     print(f"| build / decode | {med / dec:.2f} |")
@@ -65,7 +67,7 @@ def main() -> int:
         print(f"| {s} ms/image ({where}) | {stage_ms[s]:.1f} |")
     print(f"| bytes/sample on disk ({args.compression}) | {bps / 1e3:.1f} kB |")
     print(f"| samples written / skipped | {runs[0].written} / {runs[0].skipped} |")
-    print(json.dumps({"bench": "build", "images_per_second": round(med, 2), "decode_images_per_second": round(dec, 2),
+    print(json.dumps({"bench": "build", "model": args.model, "images_per_second": round(med, 2), "decode_images_per_second": round(dec, 2),
                       "build_over_decode": round(med / dec, 3), "workers": args.workers,
                       "runs": [round(r.images_per_second, 2) for r in runs], "stage_ms": {k: round(v, 2) for k, v in stage_ms.items()},
                       "bytes_per_sample": round(bps), "size": args.size, "compression": args.compression,

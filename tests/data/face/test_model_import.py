@@ -143,3 +143,18 @@ def test_a_build_with_the_model_verifies_and_stores_expressions(model, tmp_path)
         assert f["coefficients"].shape[1] == model.shape.n_identity
         e = f["expression"][()]
         assert e.shape[1] == model.shape.n_expression and (e >= 0).all()
+
+
+def test_sfm_coefficients_rebuild_eos_faces(model):
+    """docs/FORMAT.md's promise: a shard's coefficients and expression rebuild the face with eos itself."""
+    if model.name != "sfm":
+        pytest.skip("eos rebuilds eos-format models only")
+    eos = pytest.importorskip("eos")
+    root = MODELS / "sfm"
+    shape_model = eos.morphablemodel.load_model(str(root / "sfm_shape_3448.bin")).get_shape_model()
+    blendshapes = eos.morphablemodel.load_blendshapes(str(root / "expression_blendshapes_3448.bin"))
+    c = model.shape.sample(np.random.default_rng(3))
+    identity, expression = model.shape.split(c)
+    theirs = np.asarray(shape_model.draw_sample(identity.tolist()), np.float64).reshape(-1, 3)
+    theirs += sum(w * np.asarray(b.deformation, np.float64).reshape(-1, 3) for w, b in zip(expression, blendshapes))
+    assert np.abs(model.shape.shape(c) - theirs).max() < 1e-2  # float32 bases, shapes ~100 mm
