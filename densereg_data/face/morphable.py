@@ -178,8 +178,9 @@ class MorphableModel:
 
 def _solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve the symmetric positive-definite system (Cholesky); FitError if it is not."""
+    from scipy.linalg import cho_factor, cho_solve
+
     try:
-        chol = np.linalg.cholesky(matrix)
+        return cho_solve(cho_factor(matrix, check_finite=False), rhs, check_finite=False)
     except np.linalg.LinAlgError as exc:
         raise FitError(f"shape solve failed: {exc}") from exc
-    return np.linalg.solve(chol.T, np.linalg.solve(chol, rhs))
