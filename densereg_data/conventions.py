@@ -72,6 +72,12 @@ N_PARTS = len(PART_NAMES) + 1
 #: Horizontal flip of a face image swaps these part labels (1-based labels).
 PART_FLIP: tuple[int, ...] = (0, 2, 1, 4, 3, 5, 6, 7, 8)
 
+#: Per-point landmark states (datasets mark occlusion): MISSING has no position (self-occluded, not
+#: annotated, outside the mark-up); OCCLUDED is placed where the annotator estimated it behind an
+#: occluder; VISIBLE is seen. Stored as uint8.
+MISSING, VISIBLE, OCCLUDED = 0, 1, 2
+LANDMARK_STATES = {"missing": MISSING, "visible": VISIBLE, "occluded": OCCLUDED}
+
 #: DenseReg's number of bins per U-V axis.
 DEFAULT_K = 10
 
