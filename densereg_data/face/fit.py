@@ -36,7 +36,7 @@ class FitResult:
 
     landmarks: (68, 2) float64 the annotated points (x, y) px; fitted_landmarks: (68, 2) the model's
     projection of its corresponding points; residuals: (68,) px distances; nme: mean residual / outer-eye
-    -corner distance of the annotation; coefficients: the model's (its `zero()` shape); correspondence_vertices
+    -corner distance of the annotation (NaN when a corner is missing); coefficients: the model's (its `zero()` shape); correspondence_vertices
     (68, 3) int64 and correspondence_weights (68, 3): the template surface point matched to each landmark
     (the jaw points as slid along the contour).
     """
@@ -50,6 +50,11 @@ class FitResult:
     correspondence_vertices: np.ndarray
     correspondence_weights: np.ndarray
     iterations: int
+    #: (68,) uint8 per-point states the fit was given (`conventions.VISIBLE`, `OCCLUDED`, `MISSING`);
+    #: residuals are NaN and landmarks 0 where MISSING
+    state: np.ndarray | None = None
+    #: mean residual / sqrt(width x height) of the placed landmarks' bounding box
+    nme_box: float = float("nan")
 
     @property
     def pose(self) -> np.ndarray:
@@ -72,12 +77,16 @@ class FitConfig:
     landmark_sigma_mm: float | None = None
     contour_sigma_scale: float = 1.5  # the jaw contour is annotated less precisely
     slide_contour: bool = True
+    occluded_weight: float = 0.25  # an occluded-but-placed landmark counts this much (its sigma x 2)
+    min_landmarks: int = 6  # fewer placed landmarks determine no pose: FitError
     focal_length: float | None = None  # perspective only; default: the image's larger side
     image_size: tuple[int, int] | None = None  # (height, width), perspective only
 
     def __post_init__(self) -> None:
         if self.camera not in ("orthographic", "perspective"):
             raise ShapeError(f"camera must be 'orthographic' or 'perspective', got {self.camera!r}")
+        if not 0.0 <= self.occluded_weight <= 1.0 or self.min_landmarks < 4:
+            raise ShapeError("occluded_weight must be in [0, 1] and min_landmarks >= 4")
         if self.iterations < 1 or (self.landmark_sigma_mm is not None and not self.landmark_sigma_mm > 0) \
                 or self.contour_sigma_scale <= 0:
             raise ShapeError("iterations must be >= 1 and the sigmas positive")
@@ -120,19 +129,25 @@ class Fitter:
         object.__setattr__(self, "_outward", outward / np.linalg.norm(outward, axis=1, keepdims=True))
         object.__setattr__(self, "_jaw_mask", np.isin(np.arange(cv.N_LANDMARKS), cv.JAW))
 
-    def fit(self, landmarks: np.ndarray, config: FitConfig = FitConfig()) -> FitResult:
-        """Fit to `landmarks` (68, 2) float64 (x, y) pixels. Raises ShapeError / FitError."""
-        x = _validate_landmarks(landmarks)
+    def fit(self, landmarks: np.ndarray, config: FitConfig = FitConfig(), state: np.ndarray | None = None) -> FitResult:
+        """Fit to `landmarks` (68, 2) float64 (x, y) pixels. Raises ShapeError / FitError.
+
+        state: (68,) per-point `conventions` states, None for all visible: a MISSING point (its
+        coordinates are ignored, NaN allowed) does not take part, an OCCLUDED one counts
+        `config.occluded_weight`; the jaw points slide on the silhouette only where they are placed.
+        """
+        x, trust = _validate_landmarks(landmarks, state, config)
         contour = list(self.template.contour_landmarks) if config.slide_contour else []
         mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
         vertices, weights = self.landmark_vertices.copy(), self.landmark_weights.copy()
         sigma = config.landmark_sigma_mm or self.template.definition.get("fit", {}).get("landmark_sigma_mm",
                                                                                        DEFAULT_LANDMARK_SIGMA_MM)
-        inv_var = 1.0 / (sigma * np.where(self._jaw_mask, config.contour_sigma_scale, 1.0)) ** 2
+        inv_var = trust / (sigma * np.where(self._jaw_mask, config.contour_sigma_scale, 1.0)) ** 2
         model = self.model
         coeffs = model.zero()
         # start: the camera from the inner landmarks alone (the jaw's correspondences are unknown yet)
-        _, rotation, _ = _orthographic_camera(mean, x, np.where(self._jaw_mask, 0.0, inv_var))
+        inner = np.where(self._jaw_mask, 0.0, inv_var)
+        _, rotation, _ = _orthographic_camera(mean, x, inner if (inner > 0).sum() >= config.min_landmarks else inv_var)
         points = self._update_contour(contour, coeffs, rotation, mean, funcs, vertices, weights)
         for _ in range(config.iterations):
             scale, rotation, shift = _orthographic_camera(points, x, inv_var)
@@ -147,16 +162,24 @@ class Fitter:
         if not np.all(np.isfinite(fitted)):
             raise FitError("the fit diverged (non-finite projection)")
         residuals = np.linalg.norm(fitted - x, axis=1)
+        placed = trust > 0
+        residuals[~placed] = np.nan
+        mean_error = float(residuals[placed].mean())
+        corners = list(cv.OUTER_EYE_CORNERS)
+        eye = cv.eye_distance(x) if placed[corners].all() else float("nan")
+        box = np.ptp(x[placed], axis=0)
         return FitResult(
             camera=camera,
             coefficients=coeffs,
             landmarks=x,
             fitted_landmarks=fitted,
             residuals=residuals,
-            nme=float(residuals.mean() / cv.eye_distance(x)),
+            nme=mean_error / eye,
             correspondence_vertices=vertices,
             correspondence_weights=weights,
             iterations=config.iterations,
+            state=None if state is None else np.where(placed, np.asarray(state, np.uint8), cv.MISSING).astype(np.uint8),
+            nme_box=mean_error / float(np.sqrt(max(box[0] * box[1], 1e-12))),
         )
 
     def _update_contour(self, contour, coeffs, rotation, mean, funcs, vertices, weights) -> np.ndarray:
@@ -216,14 +239,30 @@ def check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return x
 
 
-def _validate_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """`check_landmarks`, and FitError when the points are degenerate (on one line or one point)."""
-    x = check_landmarks(landmarks)
-    centred = x - x.mean(axis=0)
+def _validate_landmarks(landmarks: np.ndarray, state: np.ndarray | None, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(x (68, 2) with missing points at 0, trust (68,): 1 visible, `occluded_weight` occluded, 0 missing):
+    `check_landmarks` on the placed points; ShapeError for bad states; FitError when fewer than
+    `min_landmarks` are placed or they are degenerate (on one line or one point)."""
+    if state is None:
+        x, trust = check_landmarks(landmarks), np.ones(cv.N_LANDMARKS)
+    else:
+        s = np.asarray(state)
+        if s.shape != (cv.N_LANDMARKS,) or not np.isin(s, (cv.MISSING, cv.VISIBLE, cv.OCCLUDED)).all():
+            raise ShapeError(f"landmark states must be (68,) values in 0, 1, 2, got shape {s.shape}")
+        placed = s != cv.MISSING
+        raw = np.array(landmarks, dtype=np.float64)
+        if raw.shape != (cv.N_LANDMARKS, 2):
+            raise ShapeError(f"landmarks must be (68, 2), got {raw.shape}")
+        if placed.sum() < config.min_landmarks:
+            raise FitError(f"only {int(placed.sum())} of 68 landmarks are placed; a pose needs at least {config.min_landmarks}")
+        raw[~placed] = 0.0
+        x = check_landmarks(raw)
+        trust = np.where(s == cv.OCCLUDED, config.occluded_weight, placed.astype(np.float64))
+    centred = x[trust > 0] - x[trust > 0].mean(axis=0)
     sv = np.linalg.svd(centred, compute_uv=False)
     if sv[0] <= 1e-9 or sv[1] / sv[0] < 1e-3:
         raise FitError("the landmarks are degenerate (all on one line or one point); no 3D pose fits them")
-    return x
+    return x, trust
 
 
 def _orthographic_camera(points: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -234,7 +273,10 @@ def _orthographic_camera(points: np.ndarray, x: np.ndarray, w: np.ndarray) -> tu
     P = points - pc
     Xc = x - xc
     Pw = P * w[:, None]
-    affine = np.linalg.solve(P.T @ Pw, Pw.T @ Xc).T  # (2, 3)
+    try:
+        affine = np.linalg.solve(P.T @ Pw, Pw.T @ Xc).T  # (2, 3)
+    except np.linalg.LinAlgError:
+        raise FitError("no camera fits these landmarks (too few, or all on one plane of the model)") from None
     u, sv, vt = np.linalg.svd(affine, full_matrices=False)
     q2 = u @ vt
     scale = float(np.sum((Pw @ q2.T) * Xc) / np.sum((Pw @ q2.T) * (P @ q2.T)))

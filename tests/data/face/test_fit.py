@@ -151,3 +151,59 @@ def test_fit_result_fields(fitter):
     v = fitter.vertices_in_image(fit)
     assert v.shape == (len(fitter.template.vertices), 3) and np.all(np.isfinite(v))
 
+
+
+# ---- per-point states: visible, occluded (placed), missing ----
+
+def test_all_visible_states_equal_no_states(fitter):
+    truth = synthetic_face(fitter, np.random.default_rng(11), max_yaw=30)
+    a = fitter.fit(truth.landmarks)
+    b = fitter.fit(truth.landmarks, state=np.full(68, cv.VISIBLE, np.uint8))
+    assert np.array_equal(a.coefficients, b.coefficients) and a.nme == b.nme
+    assert b.state is not None and (b.state == cv.VISIBLE).all() and np.isfinite(b.nme_box)
+
+
+def test_missing_points_are_ignored_and_occluded_ones_count_less(fitter):
+    """A turned face whose far-side jaw is missing (NaN coordinates) and whose eyes are 'occluded' with
+    wrong positions: the pose still comes back; the missing residuals are NaN, the NME is over the rest."""
+    rng = np.random.default_rng(12)
+    errors, moved = [], []
+    for _ in range(8):
+        truth = synthetic_face(fitter, rng, max_yaw=70, noise=0.0)
+        yaw = truth.camera.pose[0]
+        far = list(range(0, 8)) if yaw < 0 else list(range(9, 17))  # the jaw side turned away
+        x = truth.landmarks.copy()
+        state = np.full(68, cv.VISIBLE, np.uint8)
+        state[far] = cv.MISSING
+        x[far] = np.nan
+        state[36:42] = cv.OCCLUDED
+        x[36:42] += 0.05 * cv.eye_distance(truth.clean_landmarks)  # an annotator's guess behind sunglasses
+        fit = fitter.fit(x, state=state)
+        assert np.isnan(fit.residuals[far]).all() and np.isfinite(fit.residuals[state != cv.MISSING]).all()
+        assert fit.state is not None and (fit.state[far] == cv.MISSING).all()
+        errors.append(pose_error(fit, truth))
+        full = fitter.fit(x, FitConfig(occluded_weight=1.0), state=state)
+        moved.append(np.nanmean(fit.residuals[36:42]) - np.nanmean(full.residuals[36:42]))
+    assert np.median(errors) < 3.0
+    assert np.mean(moved) > 0  # trusted less, the occluded points are followed less
+
+
+@pytest.mark.parametrize("state, error, match", [
+    (np.r_[np.ones(5), np.zeros(63)], FitError, "only 5 of 68 landmarks are placed"),
+    (np.full(67, 1), ShapeError, "must be \\(68,\\)"),
+    (np.full(68, 3), ShapeError, "values in 0, 1, 2"),
+])
+def test_bad_states_are_one_line(fitter, state, error, match):
+    x = synthetic_face(fitter, np.random.default_rng(13)).landmarks
+    with pytest.raises(error, match=match):
+        fitter.fit(x, state=state.astype(np.uint8))
+
+
+def test_nan_on_a_placed_point_is_refused(fitter):
+    x = synthetic_face(fitter, np.random.default_rng(14)).landmarks.copy()
+    x[3] = np.nan
+    state = np.full(68, cv.VISIBLE, np.uint8)
+    with pytest.raises(ShapeError, match="NaN or infinite"):
+        fitter.fit(x, state=state)
+    state[3] = cv.MISSING
+    assert np.isfinite(fitter.fit(x, state=state).nme)
