@@ -79,7 +79,7 @@ def _decode_one(ref, settings) -> tuple[int, int]:
     """Decode one sample exactly as the build's first stage does; return only its size (no pixels)."""
     from densereg_data.build.sample import decode_sample
 
-    reduced, _ = decode_sample(ref, settings)
+    reduced, _, _ = decode_sample(ref, settings)
     return reduced.image.shape[:2]
 
 

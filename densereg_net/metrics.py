@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from densereg_data.conventions import N_PARTS, eye_distance
+from densereg_data.conventions import N_PARTS, OUTER_EYE_CORNERS, eye_distance
 from densereg_data.format import TemplateFacts
 
 LANDMARK_AUC_LIMIT = 0.08
@@ -98,8 +98,13 @@ def landmarks_from_uv(uv: torch.Tensor, fg: torch.Tensor, landmark_uv: torch.Ten
 
 
 def nme(pred: np.ndarray, true: np.ndarray) -> float:
-    """300-W NME: pred, true (68, 2) -> mean error / outer-eye-corner distance of `true`."""
-    return float(np.linalg.norm(pred - true, axis=1).mean() / eye_distance(true))
+    """300-W NME: pred, true (68, 2) -> mean error / outer-eye-corner distance of `true`, over the points
+    `true` places (NaN marks a missing one; docs/FORMAT.md `landmark_state`); NaN when an outer eye
+    corner is missing (such a face has no 300-W NME)."""
+    placed = np.isfinite(true).all(axis=1)
+    if not placed[list(OUTER_EYE_CORNERS)].all():
+        return float("nan")
+    return float(np.linalg.norm(pred[placed] - true[placed], axis=1).mean() / eye_distance(true))
 
 
 def ced(errors, limit: float, n: int = 1001) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +121,9 @@ def auc(errors, limit: float) -> float:
 
 
 def landmark_summary(nmes) -> dict:
+    """NME, AUC@0.08 and failure rate over the faces with an NME (NaN ones, without both eye corners, left out)."""
     nmes = np.asarray(nmes, dtype=np.float64)
+    nmes = nmes[np.isfinite(nmes)]
     return {"nme": float(nmes.mean()), "auc@0.08": auc(nmes, LANDMARK_AUC_LIMIT),
             "failure_rate": float((nmes > FAILURE_THRESHOLD).mean()), "n": int(len(nmes))}
 

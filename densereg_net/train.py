@@ -24,6 +24,7 @@ import logging
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,7 +234,10 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         if not has_val:
             log.warning("no validation split %r in %s", cfg.val_split, index.root)
         log.info("best.pt: the epoch with %s (select_best %s)", _BEST_WORDS[cfg.select_best], cfg.select_best)
-    mean_lm = read_split(index, cfg.train_split, ("landmarks",))["landmarks"].astype(np.float64).mean(0)
+    train_lm = read_split(index, cfg.train_split, ("landmarks",))["landmarks"].astype(np.float64)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # a point missing in every face: 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_lm = np.nan_to_num(np.nanmean(train_lm, axis=0))  # missing points (NaN) left out
 
     def state(next_epoch, next_step):
         return {

@@ -100,9 +100,15 @@ def lock_out(out: Path):
 
 
 def input_stamp(ref: SampleRef) -> list:
-    """What a resumed build compares to notice a changed input: each file's size and modification time."""
+    """What a resumed build compares to notice a changed input: each file's size and modification time
+    (and an annotation read by the dataset, by its content)."""
     out = []
+    if ref.annotation is not None:
+        a = ref.annotation
+        out.append(hashlib.sha256(a.points.tobytes() + a.state.tobytes() + a.scheme.encode()).hexdigest())
     for p in (ref.image, ref.landmarks):
+        if p is None:
+            continue
         try:
             st = os.stat(p)
             out.append([st.st_size, st.st_mtime_ns])

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from densereg_data import conventions as cv
 from densereg_data.build.datasets import SampleRef
 from densereg_data.errors import DenseRegError, FitError, ImageFileError, LandmarkFileError, ShapeError
 from densereg_data.geometry.affine import apply_affine, compose_affine
@@ -125,14 +126,18 @@ def implausible_label(crop_from_template: np.ndarray, crop_from_image: np.ndarra
 
 def decode_sample(ref: SampleRef, settings: LabelSettings):
     """Read one sample's landmarks and image, decoded at the lowest resolution that loses no detail at
-    the crop size: returns (ReducedImage, landmarks (n, 2) float64 in the reduced image's pixels).
-    Raises LandmarkFileError / ImageFileError."""
+    the crop size: returns (ReducedImage, landmarks (n, 2) float64 in the reduced image's pixels, NaN
+    where missing, state (n,) uint8 or None when all are visible). Raises LandmarkFileError / ImageFileError."""
     from densereg_data.io.images import ReducedImage, read_image, read_image_reduced
     from densereg_data.io.landmarks import read_landmarks
 
-    landmarks = read_landmarks(ref.landmarks).points
+    if ref.annotation is not None:
+        landmarks, state = ref.annotation.points.copy(), ref.annotation.state
+    else:
+        landmarks, state = read_landmarks(ref.landmarks).points, None
+    placed = landmarks[state != cv.MISSING] if state is not None else landmarks
     try:  # crop pixels per image pixel, by the one crop rule
-        crop_scale = float(crop_from_landmarks(landmarks, settings.size, settings.margin)[0, 0])
+        crop_scale = float(crop_from_landmarks(placed, settings.size, settings.margin)[0, 0])
     except ShapeError:  # the landmarks span no area: the labeller will say so
         crop_scale = None
     if settings.reduced_decode and crop_scale is not None:  # decode at 1/k with 1/k >= crop_scale: no detail is lost
@@ -142,7 +147,7 @@ def decode_sample(ref: SampleRef, settings: LabelSettings):
         reduced = ReducedImage(full, 1, (full.shape[0], full.shape[1]))
     if reduced.factor != 1:
         landmarks = apply_affine(reduced.reduced_from_image, landmarks)
-    return reduced, landmarks
+    return reduced, landmarks, state
 
 
 def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], Any]) -> dict[str, Any]:
@@ -159,7 +164,7 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
 
     t0 = time.perf_counter()
     try:
-        reduced, landmarks = decode_sample(ref, settings)
+        reduced, landmarks, state = decode_sample(ref, settings)
     except LandmarkFileError as exc:
         return skip("landmarks", str(exc))
     except ImageFileError as exc:
@@ -170,7 +175,8 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
     times["decode"] = t1 - t0
     try:
         labeller = _labeller_for(factory)
-        out = labeller.label_crop(image, landmarks, size=settings.size, margin=settings.margin)
+        out = labeller.label_crop(image, landmarks, size=settings.size, margin=settings.margin,
+                                  **({} if state is None else {"state": state}))
     except FitError as exc:
         times["fit"] = time.perf_counter() - t1
         return skip("fit", f"fit failed for {ref.source}: {exc}")
@@ -206,5 +212,6 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
         "pose": np.asarray(out.pose, np.float32),
         "coefficients": np.asarray(out.coefficients, np.float32),
         "expression": np.asarray(getattr(out, "expression", ()), np.float32),
+        "landmark_state": np.asarray(getattr(out, "landmark_state", np.full(cv.N_LANDMARKS, cv.VISIBLE)), np.uint8),
     }
     return {"sample": sample, "skip": None, "times": times}

@@ -36,7 +36,7 @@ class FitResult:
 
     landmarks: (68, 2) float64 the annotated points (x, y) px; fitted_landmarks: (68, 2) the model's
     projection of its corresponding points; residuals: (68,) px distances; nme: mean residual / outer-eye
-    -corner distance of the annotation (NaN when a corner is missing); coefficients: the model's (its `zero()` shape); correspondence_vertices
+    -corner distance of the annotation (of the fitted corners when one is missing); coefficients: the model's (its `zero()` shape); correspondence_vertices
     (68, 3) int64 and correspondence_weights (68, 3): the template surface point matched to each landmark
     (the jaw points as slid along the contour).
     """
@@ -166,7 +166,7 @@ class Fitter:
         residuals[~placed] = np.nan
         mean_error = float(residuals[placed].mean())
         corners = list(cv.OUTER_EYE_CORNERS)
-        eye = cv.eye_distance(x) if placed[corners].all() else float("nan")
+        eye = cv.eye_distance(x if placed[corners].all() else fitted)
         box = np.ptp(x[placed], axis=0)
         return FitResult(
             camera=camera,

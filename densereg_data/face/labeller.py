@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from densereg_data import conventions as cv
+from densereg_data.errors import ShapeError
 from densereg_data.face.fit import FitConfig, FitResult, check_landmarks
 from densereg_data.face.labels import CropLabels, DenseLabels
 from densereg_data.face.models import FaceModel, load_face_model
@@ -52,19 +54,29 @@ class Labeller:
         return uv, parts
 
     def label(self, image: np.ndarray, landmarks: np.ndarray, size: int | None = None,
-              margin: float = DEFAULT_MARGIN) -> DenseLabels:
+              margin: float = DEFAULT_MARGIN, state: np.ndarray | None = None) -> DenseLabels:
         """Labels of the face in `image` (H, W, 3) uint8 with `landmarks` (68, 2) float64 (x, y) pixels:
-        at the image's resolution (size None) or in the `size` x `size` crop around the landmarks."""
+        at the image's resolution (size None) or in the `size` x `size` crop around the landmarks.
+        state: (68,) per-point states (`Fitter.fit`), None for all visible; the crop is placed around
+        the placed points."""
         t0 = time.perf_counter()
-        points = check_landmarks(landmarks)
+        if state is None:
+            points = check_landmarks(landmarks)
+            placed = np.ones(len(points), bool)
+        else:
+            points = np.array(landmarks, dtype=np.float64)
+            placed = np.asarray(state) != cv.MISSING
+            if points.shape != (cv.N_LANDMARKS, 2) or placed.shape != (cv.N_LANDMARKS,) or not placed.any():
+                raise ShapeError(f"landmarks must be (68, 2) with (68,) states, some placed; got {points.shape}")
+            points[placed] = check_landmarks(np.where(placed[:, None], points, 0.0))[placed]
         if size is None:
             crop, crop_from_image = image, np.eye(2, 3)
         else:
-            crop_from_image = crop_from_landmarks(points, int(size), margin)
+            crop_from_image = crop_from_landmarks(points[placed], int(size), margin)
             points = apply_affine(crop_from_image, points)
             crop = warp_crop(image, crop_from_image, int(size))
         t1 = time.perf_counter()
-        fit = self.fitter.fit(points, self.fit_config)
+        fit = self.fitter.fit(points, self.fit_config, state=state)
         t2 = time.perf_counter()
         uv, parts = self.render(fit, crop.shape[:2])
         seconds = {"crop": t1 - t0, "fit": t2 - t1, "render": time.perf_counter() - t2}
@@ -73,9 +85,10 @@ class Labeller:
                            crop_from_image=crop_from_image, fit=fit, model=m.spec, model_id=m.id, model_hash=m.hash,
                            seconds=seconds, n_identity=m.shape.n_identity)
 
-    def label_crop(self, image: np.ndarray, landmarks: np.ndarray, size: int = 256, margin: float = DEFAULT_MARGIN) -> CropLabels:
+    def label_crop(self, image: np.ndarray, landmarks: np.ndarray, size: int = 256, margin: float = DEFAULT_MARGIN,
+                   state: np.ndarray | None = None) -> CropLabels:
         """The shard sample of one face: `label` in the `size` x `size` crop, as docs/FORMAT.md's arrays."""
-        out = self.label(image, landmarks, size, margin)
+        out = self.label(image, landmarks, size, margin, state)
         fit = out.fit
         return CropLabels(
             image=out.image,
@@ -87,6 +100,7 @@ class Labeller:
             pose=fit.pose.astype(np.float64),
             coefficients=out.identity,
             expression=out.expression,
+            landmark_state=np.full(cv.N_LANDMARKS, cv.VISIBLE, np.uint8) if fit.state is None else fit.state,
             fit_nme=fit.nme,
             seconds=out.seconds,
             fit=fit,

@@ -106,6 +106,8 @@ class CropLabels:
     coefficients: np.ndarray
     fit_nme: float
     expression: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: (68,) uint8 per-point states (`conventions.VISIBLE`, `OCCLUDED`, `MISSING`); landmarks are NaN where MISSING
+    landmark_state: np.ndarray = field(default_factory=lambda: np.full(cv.N_LANDMARKS, cv.VISIBLE, np.uint8))
     seconds: dict[str, float] = field(default_factory=dict, compare=False)
     fit: FitResult | None = field(default=None, compare=False, repr=False)
 

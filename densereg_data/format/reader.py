@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from densereg_data.conventions import N_LANDMARKS
 from densereg_data.errors import ShardFormatError
 from densereg_data.format.index import ShardIndex
 from densereg_data.format.schema import DENSE, FORMAT, READABLE_VERSIONS, SCHEMA, sample_schema
@@ -53,7 +54,7 @@ def check_shard_schema(f, name: str, *, size: int, model_size: int, samples: int
     checked its format attributes), follows the shard schema: split, datasets, dtypes, shapes, chunks."""
     if split is not None and f.attrs.get("split") != split:
         raise ShardFormatError(f"{name}: split attribute {f.attrs.get('split')!r}, index says {split!r}")
-    schema = sample_schema(size, model_size, expression_size)
+    schema = sample_schema(size, model_size, expression_size, version=int(f.attrs.get("format_version", 2)))
     missing = sorted(set(schema) - set(f.keys()))
     if missing:
         raise ShardFormatError(f"{name}: missing datasets {missing}")
@@ -176,9 +177,11 @@ class ShardReader:
             path = self.path / rec["file"]
             f = open_shard_file(path, size=self.index.image_size[0], samples=rec["samples"], split=rec["split"])
             with h5_guard(path):
-                # a model without expressions (or a version 1 shard) has no `expression`: (n, 0) float32
-                small = {n: f[n][()] if n in f else np.zeros((rec["samples"], 0), np.float32)
-                         for n in SCHEMA if n not in DENSE}
+                # a model without expressions (or a version 1 shard) has no `expression`: (n, 0) float32;
+                # a version 1 shard has no `landmark_state`: all visible
+                absent = {"expression": np.zeros((rec["samples"], 0), np.float32),
+                          "landmark_state": np.ones((rec["samples"], N_LANDMARKS), np.uint8)}
+                small = {n: f[n][()] if n in f else absent[n] for n in SCHEMA if n not in DENSE}
             self._files[k] = f
             self._small[k] = small
             self._dense[k] = tuple((n, f[n]) for n in DENSE)

@@ -12,7 +12,7 @@ from densereg_data.conventions import N_LANDMARKS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "READABLE_VERSIONS", "INDEX", "CONFIG", "TEMPLATE", "SKIPPED", "SHARD_RE", "TMP_PREFIX", "SCHEMA",
            "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "TEMPLATE_OPTIONAL_ATTRS", "TEMPLATE_INT_ATTRS",
-           "sample_schema", "shard_name"]
+           "VERSION_2_DATASETS", "sample_schema", "shard_name"]
 
 FORMAT = "densereg-shards"
 FORMAT_VERSION = 2
@@ -33,6 +33,7 @@ SCHEMA: dict[str, tuple[str, tuple]] = {
     "uv": ("float16", ("S", "S", 2)),
     "parts": ("uint8", ("S", "S")),
     "landmarks": ("float32", (N_LANDMARKS, 2)),
+    "landmark_state": ("uint8", (N_LANDMARKS,)),
     "crop_from_image": ("float64", (2, 3)),
     "source": ("str", ()),
     "source_size": ("int32", (2,)),
@@ -63,11 +64,17 @@ TEMPLATE_OPTIONAL_ATTRS = ("model", "expression_size", "expression_names")
 TEMPLATE_INT_ATTRS = ("model_size", "expression_size")
 
 
-def sample_schema(size: int, model_size: int, expression_size: int = 0) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """SCHEMA with S, C and E filled in: name -> (dtype, per-sample shape), without zero-sized datasets."""
+#: Datasets version 2 added (a version 1 shard has none: all landmarks visible, no expressions).
+VERSION_2_DATASETS = ("landmark_state", "expression")
+
+
+def sample_schema(size: int, model_size: int, expression_size: int = 0,
+                  version: int = FORMAT_VERSION) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """SCHEMA with S, C and E filled in: name -> (dtype, per-sample shape), without zero-sized datasets
+    (and, for `version` 1, without `VERSION_2_DATASETS`)."""
     fill = {"S": int(size), "C": int(model_size), "E": int(expression_size)}
     schema = {k: (dt, tuple(fill.get(d, d) for d in shape)) for k, (dt, shape) in SCHEMA.items()}
-    return {k: v for k, v in schema.items() if 0 not in v[1]}
+    return {k: v for k, v in schema.items() if 0 not in v[1] and (version >= 2 or k not in VERSION_2_DATASETS)}
 
 
 def shard_name(split: str, number: int) -> str:

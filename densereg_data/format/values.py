@@ -43,9 +43,19 @@ def check_values(f, where: str, n_parts: int) -> None:
         if out_of_range.any():
             i = lo + int(np.argmax(out_of_range.reshape(hi - lo, -1).any(axis=1)))
             raise ShardFormatError(f"{where}: uv of sample {i} is outside [0, 1] on the face or not 0 on background")
-        for name in ("landmarks", "crop_from_image", "crop_from_template", "pose", "coefficients", "expression"):
+        for name in ("crop_from_image", "crop_from_template", "pose", "coefficients", "expression"):
             if name in f:  # expression: only for a model with expressions (format version 2)
                 _finite(name, f[name][lo:hi].astype(np.float64), where, lo)
+        landmarks = f["landmarks"][lo:hi].astype(np.float64)
+        if "landmark_state" in f:  # version 2: NaN exactly where a point is missing
+            state = f["landmark_state"][lo:hi]
+            bad = (state > 2) | (np.isnan(landmarks).any(axis=2) != (state == 0))
+            if bad.any():
+                i = lo + int(np.argmax(bad.any(axis=1)))
+                raise ShardFormatError(f"{where}: landmark_state of sample {i} is not 0, 1 or 2, or landmarks are NaN "
+                                       "where a point is placed (or a number where it is missing)")
+            landmarks = np.where(np.isnan(landmarks), 0.0, landmarks)
+        _finite("landmarks", landmarks, where, lo)
         nme = f["fit_nme"][lo:hi]
         if (~np.isfinite(nme) | (nme < 0)).any():
             raise ShardFormatError(f"{where}: fit_nme of sample {lo + int(np.argmax(~np.isfinite(nme) | (nme < 0)))} "

@@ -122,3 +122,21 @@ def test_landmarks_from_piecewise_constant_uv_stay_within_a_bin():
     bin_px = np.array([2 * 64 * 0.33, 2 * 64 * 0.4]) / 10  # one U-V bin in pixels along x and y
     assert np.isfinite(got).all()
     assert (np.abs(got - lm) <= bin_px).all(), np.abs(got - lm).max(0)
+
+
+def test_nme_leaves_out_missing_points_and_faces_without_eye_corners():
+    from densereg_net.metrics import landmark_summary
+
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0, 100, (68, 2))
+    pred = true + 1.0
+    true_missing = true.copy()
+    true_missing[:8] = np.nan  # a self-occluded jaw side
+    pred_far = pred.copy()
+    pred_far[:8] += 50.0  # wrong where nothing was annotated: must not count
+    assert nme(pred_far, true_missing) == pytest.approx(nme(pred, true))
+    no_corner = true.copy()
+    no_corner[36] = np.nan
+    assert np.isnan(nme(pred, no_corner))
+    summary = landmark_summary([0.01, float("nan"), 0.03])
+    assert summary["n"] == 2 and summary["nme"] == pytest.approx(0.02)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from densereg_data.errors import BuildError
+from densereg_data.io.annotations import FaceAnnotation
 from densereg_data.io.images import IMAGE_SUFFIXES
 from densereg_data.io.landmarks import LANDMARK_SUFFIXES
 
@@ -30,18 +31,23 @@ __all__ = ["SampleRef", "Unpaired", "Scan", "Dataset", "DATASETS", "register_dat
 class SampleRef:
     """One sample to label.
 
-    image, landmarks: absolute paths. source: the image path relative to the dataset root, POSIX
+    image: absolute path; landmarks: the landmark file's absolute path, or None when the dataset read
+    its annotation already (`annotation`, a `FaceAnnotation` with per-point states: datasets whose
+    files hold many faces, or visibility). source: the image path relative to the dataset root, POSIX
     separators (unique within a dataset). split: the split it belongs to.
     """
 
     image: Path
-    landmarks: Path
+    landmarks: Path | None
     source: str
     split: str
+    annotation: FaceAnnotation | None = None
 
     def __post_init__(self) -> None:
         if not self.source or not self.split:
             raise BuildError(f"a sample needs a source and a split, got {self.source!r}, {self.split!r}")
+        if (self.landmarks is None) == (self.annotation is None):
+            raise BuildError(f"sample {self.source!r} needs a landmark file or an annotation, not both or neither")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ def _sample(rng, i, size=8, c=3):
         "pose": rng.normal(size=3).astype(np.float32),
         "coefficients": rng.normal(size=c).astype(np.float32),
         "expression": rng.uniform(size=2).astype(np.float32),
+        "landmark_state": rng.integers(1, 3, size=68).astype(np.uint8),
     }
 
 
