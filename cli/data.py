@@ -88,6 +88,7 @@ template.add_command(model_show, "show")
 
 
 __import__("densereg_cli.data_build").data_build.register(cli)  # build, info, verify, preview, export
+__import__("densereg_cli.data_fit").data_fit.register(cli)  # fit, datasets
 
 
 def main(argv: Sequence[str] | None = None) -> int:

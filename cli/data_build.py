@@ -31,10 +31,12 @@ def register(group: click.Group) -> None:
     """Add build, info, verify, preview and export to the `densereg-data` group."""
 
     @group.command("build")
-    @click.option("--dataset", default="300w", show_default=True, help="Registered dataset: 300w, pts, sample.")
+    @click.option("--dataset", default="300w", show_default=True, help="Registered dataset (densereg-data datasets).")
     @click.option("--model", default="menpo3d", show_default=True,
                   help="Face model NAME[:PATH] (densereg-data model list).")
     @click.option("--root", type=click.Path(file_okay=False), help="Dataset folder (not needed for sample).")
+    @click.option("--images", type=click.Path(file_okay=False), default=None,
+                  help="The dataset's images, when not under --root (MERL-RAV: AFLW's image folder).")
     @click.option("--out", type=click.Path(), default="shards", show_default=True, help="Output shard folder.")
     @click.option("--split", default="all", show_default=True, help="train|common|challenging|full|test|val|all.")
     @click.option("--size", type=int, default=256, show_default=True, help="Crop side S in pixels.")

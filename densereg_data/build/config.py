@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +25,7 @@ class BuildConfig:
     dataset: str = "300w"
     model: str = "menpo3d"
     root: str | None = None
+    images: str | None = None  # a dataset's images when they are not under root (MERL-RAV: AFLW's)
     out: str = "shards"
     split: str = "all"
     size: int = 256
@@ -79,5 +81,7 @@ def output_config(cfg: BuildConfig, root: str | None, template: dict) -> dict:
     build = {k: getattr(cfg, k) for k in ("dataset", "model", "split", "size", "margin", "val_fraction", "seed", "max_fit_nme",
                                           "reduced_decode", "compression")}
     build["root"] = root
+    if cfg.images is not None:
+        build["images"] = str(Path(cfg.images).expanduser().resolve())
     build["samples_per_shard"] = cfg.shard_capacity()
     return {"densereg_version": __version__, "format_version": FORMAT_VERSION, "template": template, "build": build}

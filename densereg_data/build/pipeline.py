@@ -80,7 +80,7 @@ def run_build(cfg: BuildConfig, backend: Backend | None = None) -> BuildReport:
     is the dataset folder, or another build holds it), on a write failure (completed shards stay), or
     at the end when more than max_skip_fraction were skipped."""
     out = Path(cfg.out).expanduser()
-    dataset = make_dataset(cfg.dataset, cfg.root, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    dataset = make_dataset(cfg.dataset, cfg.root, val_fraction=cfg.val_fraction, seed=cfg.seed, images=cfg.images)
     check_out_vs_root(out, dataset.root)
     scan = dataset.scan(cfg.split)
     if not scan.samples:

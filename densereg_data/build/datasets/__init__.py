@@ -31,13 +31,13 @@ __all__ = ["SampleRef", "Unpaired", "Scan", "Dataset", "DATASETS", "register_dat
 class SampleRef:
     """One sample to label.
 
-    image: absolute path; landmarks: the landmark file's absolute path, or None when the dataset read
+    image: absolute path (None only in a fit-only run's annotations, `Dataset.annotations`); landmarks: the landmark file's absolute path, or None when the dataset read
     its annotation already (`annotation`, a `FaceAnnotation` with per-point states: datasets whose
     files hold many faces, or visibility). source: the image path relative to the dataset root, POSIX
     separators (unique within a dataset). split: the split it belongs to.
     """
 
-    image: Path
+    image: Path | None
     landmarks: Path | None
     source: str
     split: str
@@ -87,6 +87,10 @@ class Dataset:
     splits: tuple[str, ...] = ()
     #: Names a reader or `scan` accepts that stand for several splits.
     aliases: dict[str, tuple[str, ...]] = {}
+    #: For people (`densereg-data datasets`): what --root points at, and the data's terms.
+    layout: str = ""
+    licence: str = ""
+    subsets: tuple[str, ...] = ()
 
     def __init__(self, root: str | os.PathLike | None, **options) -> None:
         self.root = Path(root).expanduser() if root is not None else None
@@ -117,6 +121,11 @@ class Dataset:
 
     def _scan(self, splits: tuple[str, ...]) -> tuple[list[SampleRef], list[Unpaired]]:
         raise NotImplementedError
+
+    def annotations(self, split: str = "all") -> Scan:
+        """Every annotated face of `split`, with or without its image (a fit-only run's input); for a
+        layout of image + landmark-file pairs, the pairs."""
+        return self.scan(split)
 
 
 #: name -> Dataset subclass; filled by `register_dataset`.
@@ -203,3 +212,4 @@ def pair_files(folder: Path, root: Path, split: str | Callable[[str], str]) -> t
 from densereg_data.build.datasets import folder as _folder  # noqa: E402,F401
 from densereg_data.build.datasets import ibug300w as _ibug300w  # noqa: E402,F401
 from densereg_data.build.datasets import sample as _sample  # noqa: E402,F401
+from densereg_data.build.datasets import annotated as _annotated  # noqa: E402,F401

@@ -27,6 +27,8 @@ class FolderDataset(Dataset):
 
     splits = ("train", "val")
     aliases = {"full": ("train", "val")}
+    layout = "any folder tree of images with a .pts or .ljson beside each (same stem), 68 iBUG points, 1-based .pts"
+    licence = "yours"
 
     def __init__(self, root, *, val_fraction: float = 0.2, seed: int = 0, **options) -> None:
         super().__init__(root, **options)

@@ -28,6 +28,8 @@ SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
 
 @register_dataset("300w")
 class W300Dataset(Dataset):
+    layout = "300-W as downloaded: afw/, helen/, lfpw/, ibug/ (the iBUG training layout) and/or 01_Indoor/, 02_Outdoor/"
+    licence = "300-W: research use only (its images come from the web; see the 300-W site)"
     splits = ("train", "common", "challenging", "test")
     aliases = {"full": ("common", "challenging")}
 

