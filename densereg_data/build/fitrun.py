@@ -9,9 +9,11 @@ Like a build it is resumable (a complete file of the same plan is kept), locked,
 over its inputs or into a folder that holds something else.
 
 Convention: the two NMEs
-    nme_eye: mean residual over the placed landmarks / distance of the annotated outer eye corners
-    (36, 45), NaN unless both are placed; nme_box: the same / sqrt(width x height) of the placed
-    landmarks' bounding box, defined for every face. A failure is nme_box > FAILURE_BOX_NME.
+    Both average the residuals of the VISIBLE landmarks only (an occluded point's position is the
+    annotator's guess; a missing one has none). nme_eye: that mean / distance of the annotated outer
+    eye corners (36, 45), NaN unless both are placed; nme_box: the same / sqrt(width x height) of the
+    visible landmarks' bounding box, defined for every face with two or more visible points. A failure
+    is nme_box > FAILURE_BOX_NME.
 """
 
 from __future__ import annotations
@@ -80,14 +82,17 @@ def fit_refs(refs: list[SampleRef], spec: str) -> list[dict]:
             out.append({"skip": f"{type(exc).__name__}: {exc}"})
             continue
         identity, expression = model.shape.split(fit.coefficients)
-        placed = state != cv.MISSING
+        placed, visible = state != cv.MISSING, state == cv.VISIBLE
+        error = float(fit.residuals[visible].mean()) if visible.any() else np.nan
         corners = list(cv.OUTER_EYE_CORNERS)
-        eye = float(np.nanmean(fit.residuals) / cv.eye_distance(points)) if placed[corners].all() else np.nan
+        eye = error / cv.eye_distance(points) if placed[corners].all() else np.nan
+        box = np.ptp(points[visible], axis=0) if visible.sum() > 1 else np.zeros(2)
+        nme_box = error / float(np.sqrt(box[0] * box[1])) if box.min() > 0 else np.nan
         pose = ref.annotation.pose if ref.annotation is not None and ref.annotation.pose is not None else np.full(3, np.nan)
         out.append({"pose": fit.pose, "dataset_pose": pose, "identity": identity, "expression": expression,
                     "landmarks": np.where(placed[:, None], points, np.nan), "landmark_state": state,
                     "fitted_landmarks": fit.fitted_landmarks, "residuals": fit.residuals, "nme_eye": eye,
-                    "nme_box": fit.nme_box, "image_from_template": fit.camera.image_from_template})
+                    "nme_box": nme_box, "image_from_template": fit.camera.image_from_template})
     return out
 
 
@@ -210,7 +215,7 @@ def summarise(out: Path, files: list[str], skipped: int) -> dict:
     table = {}
     for key, g in sorted(groups.items()):
         eye, box = np.array(g["eye"]), np.array(g["box"])
-        eye = eye[np.isfinite(eye)]
+        eye, box = eye[np.isfinite(eye)], box[np.isfinite(box)]
         table[key] = {"faces": int(len(box)), "failures": int((box > FAILURE_BOX_NME).sum()),
                       "box_nme_median": float(np.median(box)), "box_nme_mean": float(box.mean()),
                       "eye_faces": int(len(eye)), "eye_nme_median": float(np.median(eye)) if len(eye) else None,

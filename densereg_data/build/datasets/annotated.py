@@ -38,6 +38,13 @@ class AnnotatedDataset(Dataset):
         super().__init__(root, **options)
         self.images = Path(images).expanduser() if images else None
 
+    def available_splits(self) -> tuple[str, ...]:
+        """The splits whose files are under the root (all of them when the reader cannot tell)."""
+        probe = getattr(self.reader, "available_splits", None)
+        if probe is None or self.root is None or not self.root.is_dir():
+            return self.splits
+        return tuple(probe(self.root.resolve()))
+
     def _read(self, splits: tuple[str, ...]) -> tuple[list[SampleRef], list[Unpaired]]:
         root = require_dir(self.root, self.name).resolve()
         refs, unpaired = [], []

@@ -8,6 +8,7 @@ import pytest
 from conftest import make_pts_tree
 
 from densereg_cli.data import main
+from densereg_data.build.datasets import DATASETS
 from densereg_cli.data_build import resolve_build_config  # noqa: F401  (imported by the group)
 
 
@@ -58,7 +59,7 @@ def test_verify_flipped_byte_exit_1(tmp_path, fake_cli, capsys):
 @pytest.mark.parametrize(
     "args, pattern",
     [
-        (["--dataset", "nope"], "unknown dataset 'nope' (valid: 300w, pts, sample)"),
+        (["--dataset", "nope"], "unknown dataset 'nope' (valid: " + ", ".join(sorted(DATASETS)) + ")"),
         (["--executor", "spark"], "unknown executor 'spark'"),
         (["--size", "2"], "--size must be in 16..4096"),
         (["--split", "dev"], "has no split 'dev'"),
