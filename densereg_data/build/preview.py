@@ -3,7 +3,8 @@
 Convention: what a tile shows
     The crop image, with part colours blended at 35 % on the foreground (`draw.PART_COLOURS`, label order),
     white lines where ``floor(K u)`` changes between 4-neighbours (iso-u, K = index["k"]), yellow lines
-    where ``floor(K v)`` changes (iso-v), and the 68 landmarks as green dots (the eye corners 36, 45 red).
+    where ``floor(K v)`` changes (iso-v), and the 68 landmarks as green dots (the eye corners 36, 45 red),
+    occluded ones (`landmark_state` 2) as hollow magenta squares, missing ones not at all.
     A frontal face therefore shows near-vertical white lines and near-horizontal yellow ones, and u grows
     left to right.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densereg_data.conventions import OUTER_EYE_CORNERS
+from densereg_data.conventions import MISSING, N_LANDMARKS, OCCLUDED, OUTER_EYE_CORNERS, VISIBLE
 from densereg_data.draw import PART_COLOURS, iso_uv_lines
 from densereg_data.errors import ShardFormatError
 
@@ -35,10 +36,18 @@ def render_tile(sample: dict, k: int = 10) -> np.ndarray:
     tile[iso_v] = (255, 230, 0)
     s = img.shape[0]
     r = max(1, s // 160)
+    state = np.asarray(sample.get("landmark_state", np.full(N_LANDMARKS, VISIBLE)))
     for i, (x, y) in enumerate(np.asarray(sample["landmarks"], np.float64)):
+        if state[i] == MISSING or not np.isfinite(x + y):
+            continue
         cx, cy = int(round(x)), int(round(y))
-        colour = (255, 40, 40) if i in OUTER_EYE_CORNERS else (40, 255, 40)
-        tile[max(cy - r, 0):max(cy + r + 1, 0), max(cx - r, 0):max(cx + r + 1, 0)] = colour
+        box = tile[max(cy - r, 0):max(cy + r + 1, 0), max(cx - r, 0):max(cx + r + 1, 0)]
+        if state[i] == OCCLUDED:  # a hollow magenta square: placed behind an occluder, position guessed
+            if box.size:
+                box[[0, -1]] = (255, 0, 255)
+                box[:, [0, -1]] = (255, 0, 255)
+            continue
+        box[...] = (255, 40, 40) if i in OUTER_EYE_CORNERS else (40, 255, 40)
     return np.clip(np.rint(tile), 0, 255).astype(np.uint8)
 
 

@@ -93,3 +93,21 @@ def test_verify_refuses_states_that_disagree_with_the_points(state_dataset, tmp_
     (out / "index.json").write_text(json.dumps(doc))
     with pytest.raises(ShardFormatError, match=needle):
         verify(out)
+
+
+def test_the_contact_sheet_draws_occluded_points_differently_and_missing_ones_not(state_dataset, tmp_path):
+    from densereg_data.build.preview import render_tile
+
+    out = tmp_path / "shards"
+    run_build(BuildConfig(dataset="states", root=str(tmp_path), out=str(out), size=96, workers=1, progress=False))
+    sample = dict(open_shards(out)[0])
+    tile = render_tile(sample)
+    magenta = np.all(tile == (255, 0, 255), axis=2)
+    green = np.all(tile == (40, 255, 40), axis=2)
+    lm, state = sample["landmarks"], sample["landmark_state"]
+    for i in np.flatnonzero(state == cv.OCCLUDED):
+        x, y = np.round(lm[i]).astype(int)
+        assert magenta[y - 1:y + 2, x - 1:x + 2].any() and not green[y, x]
+    sample["landmark_state"] = np.full(68, cv.VISIBLE, np.uint8)
+    sample["landmarks"] = np.where(np.isnan(lm), 0.0, lm)
+    assert not np.all(render_tile(sample) == (255, 0, 255), axis=2).any()  # all visible: no magenta at all
