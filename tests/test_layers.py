@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"densereg_data": ROOT / "densereg_data", "densereg_net": ROOT / "densereg_net", "densereg_cli": ROOT / "cli"}
 #: layer of each densereg_data subpackage or module: a module may import only layers <= its own.
 LAYERS = {"version": 0, "conventions": 0, "errors": 0, "cache": 0, "config": 1, "format": 1, "io": 1, "geometry": 1, "draw": 1,
+          "schemes": 1,
           "raster": 2, "face": 3, "testing": 4, "build": 4, "__init__": 5}
 #: what densereg_net may use of densereg_data (the light layer: numpy, h5py, PIL).
-LIGHT = {"version", "conventions", "errors", "config", "format", "io", "geometry", "draw", "__init__"}
+LIGHT = {"version", "conventions", "errors", "config", "format", "io", "geometry", "draw", "schemes", "__init__"}
 HEAVY = ("menpo", "menpo3d", "numba", "scipy", "trimesh", "pyrender", "vtk")
 MAX_LINES = 420
 

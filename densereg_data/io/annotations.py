@@ -21,22 +21,14 @@ import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.errors import LandmarkFileError
+from densereg_data.schemes import SHIPPED_SCHEMES, load_scheme
 
 __all__ = ["FaceAnnotation", "Problem", "SCHEME_SIZES", "IBUG68_SUBSETS", "as_ibug68"]
 
-#: Landmark schemes and their point counts.
-SCHEME_SIZES = {"ibug68": 68, "wflw98": 98}
-
-#: For each scheme, the index of its point at each of the 68 iBUG points. WFLW's 98 (Wu et al. 2018):
-#: contour 0-32 (every other one is an iBUG jaw point), upper brow edges 33-37 and 42-46, nose 51-59,
-#: eyes 60-67 and 68-75 (corners and the 1st/3rd upper and lower lid points match iBUG's six), outer
-#: and inner lips 76-95 as iBUG's 48-67; the 30 others (lower brow edges, the lids' middle points, the
-#: contour between iBUG's, the pupils 96-97) have no iBUG twin.
-IBUG68_SUBSETS: dict[str, tuple[int, ...]] = {
-    "ibug68": tuple(range(68)),
-    "wflw98": (tuple(range(0, 33, 2)) + tuple(range(33, 38)) + tuple(range(42, 47)) + tuple(range(51, 60))
-               + (60, 61, 63, 64, 65, 67) + (68, 69, 71, 72, 73, 75) + tuple(range(76, 96))),
-}
+#: Landmark schemes a FaceAnnotation may carry, and their point counts (`densereg_data.schemes`).
+SCHEME_SIZES = {name: load_scheme(name).n for name in SHIPPED_SCHEMES}
+#: For each scheme, the index of its point at each of the 68 iBUG points (`LandmarkScheme.ibug68`).
+IBUG68_SUBSETS: dict[str, tuple[int, ...]] = {name: load_scheme(name).ibug68 for name in SHIPPED_SCHEMES}
 
 
 @dataclass(frozen=True, eq=False)
