@@ -19,6 +19,9 @@ def register(group: click.Group) -> None:
     @click.option("--seed", type=int, default=0, show_default=True, help="pts: seed of the train/val hash.")
     @click.option("--workers", type=int, default=None, help="Worker processes [default: all cores].")
     @click.option("--samples-per-shard", type=int, default=1000, show_default=True, help="Faces per result file.")
+    @click.option("--scheme", type=click.Choice(["ibug68", "native"]), default="ibug68", show_default=True,
+                  help="Fit the 68 iBUG points, or the dataset's own scheme (WFLW's 98: its extra points bound "
+                       "to the model from half of the faces, the other half marked held-out).")
     @click.pass_context
     def fit(ctx: click.Context, **_: object) -> None:
         """Fit the face model to every annotated face, no images needed: poses, coefficients, fit errors

@@ -43,8 +43,9 @@ class LandmarkScheme:
             return (all(isinstance(i, int) and 0 <= i < self.n for i in indices)
                     and len(set(indices)) == len(indices) and (length is None or len(indices) == length))
 
-        checks = [(isinstance(self.n, int) and 4 <= self.n <= 10_000, "n must be an integer in 4..10000"),
-                  (ok(self.ibug68, cv.N_LANDMARKS), "ibug68 must be 68 distinct point indices"),
+        if not (isinstance(self.n, int) and 4 <= self.n <= 10_000):
+            raise LandmarkFileError(f"landmark scheme {self.name!r}: n must be an integer in 4..10000")
+        checks = [(ok(self.ibug68, cv.N_LANDMARKS), "ibug68 must be 68 distinct point indices"),
                   (ok(self.contour), "contour must be distinct point indices"),
                   (ok(self.eye_corners, 2), "eye_corners must be 2 distinct point indices"),
                   (ok(self.flip, self.n) and all(self.flip[self.flip[i]] == i for i in range(self.n)),

@@ -26,6 +26,7 @@ class BuildConfig:
     model: str = "menpo3d"
     root: str | None = None
     images: str | None = None  # a dataset's images when they are not under root (MERL-RAV: AFLW's)
+    scheme: str = "ibug68"  # fit runs: "ibug68" (the 68-point subset) or "native" (the dataset's own scheme)
     out: str = "shards"
     split: str = "all"
     size: int = 256

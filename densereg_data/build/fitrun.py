@@ -57,24 +57,45 @@ class FitRunReport:
     resumed_files: int = 0
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
+    summary_binding: dict | None = None
 
     @property
     def faces_per_second(self) -> float:
         return self.fitted / self.seconds if self.seconds > 0 else 0.0
 
 
-def fit_refs(refs: list[SampleRef], spec: str) -> list[dict]:
-    """Fit each ref's annotation (a worker's task): per face a dict of arrays, or {"skip": reason}."""
+_FITTERS: dict = {}
+
+
+def _fitter(model, binding: tuple | None):
+    """The model's fitter, or (per process, once) the fitter of a scheme binding (name, triangles, bary)."""
+    if binding is None:
+        return model.fitter
+    key = (model.hash, binding[0], binding[1].tobytes())
+    if key not in _FITTERS:
+        from densereg_data.face.fit import Fitter
+        from densereg_data.face.template import LandmarkBinding
+        from densereg_data.schemes import load_scheme
+
+        _FITTERS[key] = Fitter(model.template, model.shape, load_scheme(binding[0]), LandmarkBinding(*binding))
+    return _FITTERS[key]
+
+
+def fit_refs(refs: list[SampleRef], spec: str, binding: tuple | None = None) -> list[dict]:
+    """Fit each ref's annotation (a worker's task): per face a dict of arrays, or {"skip": reason}.
+    binding: None to fit the 68 iBUG points, or (scheme name, triangles, bary) to fit the annotation's
+    own scheme (`face.scheme_binding`)."""
     from densereg_data.face.models import load_face_model
     from densereg_data.io.landmarks import read_landmarks
 
     model = load_face_model(spec)
-    fitter = model.fitter
+    fitter = _fitter(model, binding)
     out = []
     for ref in refs:
         try:
             if ref.annotation is not None:
-                points, state = ref.annotation.points, ref.annotation.state
+                a = ref.annotation.extra.get("native", ref.annotation) if binding is not None else ref.annotation
+                points, state = a.points, a.state
             else:
                 points, state = read_landmarks(ref.landmarks).points, np.full(cv.N_LANDMARKS, cv.VISIBLE, np.uint8)
             fit = fitter.fit(points, state=state)
@@ -84,8 +105,8 @@ def fit_refs(refs: list[SampleRef], spec: str) -> list[dict]:
         identity, expression = model.shape.split(fit.coefficients)
         placed, visible = state != cv.MISSING, state == cv.VISIBLE
         error = float(fit.residuals[visible].mean()) if visible.any() else np.nan
-        corners = list(cv.OUTER_EYE_CORNERS)
-        eye = error / cv.eye_distance(points) if placed[corners].all() else np.nan
+        corners = list(fitter.scheme.eye_corners)
+        eye = error / float(np.linalg.norm(np.subtract(*points[corners]))) if placed[corners].all() else np.nan
         box = np.ptp(points[visible], axis=0) if visible.sum() > 1 else np.zeros(2)
         nme_box = error / float(np.sqrt(box[0] * box[1])) if box.min() > 0 else np.nan
         pose = ref.annotation.pose if ref.annotation is not None and ref.annotation.pose is not None else np.full(3, np.nan)
@@ -96,8 +117,10 @@ def fit_refs(refs: list[SampleRef], spec: str) -> list[dict]:
     return out
 
 
-def _write(path: Path, split: str, refs: list[SampleRef], results: list[dict], attrs: dict) -> None:
-    """One fit file: the fitted faces of `refs` (skips left out), atomically."""
+def _write(path: Path, split: str, refs: list[SampleRef], results: list[dict], attrs: dict,
+           held_out: frozenset = frozenset()) -> None:
+    """One fit file: the fitted faces of `refs` (skips left out), atomically; a face in `held_out` gets
+    the subset "held-out" (not used to bind the scheme's points)."""
     import io
 
     import h5py
@@ -107,8 +130,9 @@ def _write(path: Path, split: str, refs: list[SampleRef], results: list[dict], a
     with h5py.File(buf, "w") as f:
         f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "split": split, **attrs})
         f.create_dataset("source", data=np.array([r.source for r, _ in kept], dtype=h5py.string_dtype("utf-8")))
-        f.create_dataset("subsets", data=np.array([",".join(r.annotation.subsets) if r.annotation else "" for r, _ in kept],
-                                                  dtype=h5py.string_dtype("utf-8")))
+        subsets = [",".join((*(r.annotation.subsets if r.annotation else ()), *(("held-out",) if r.source in held_out else ())))
+                   for r, _ in kept]
+        f.create_dataset("subsets", data=np.array(subsets, dtype=h5py.string_dtype("utf-8")))
         for name in ("pose", "dataset_pose", "identity", "expression", "landmarks", "landmark_state", "fitted_landmarks",
                      "residuals", "nme_eye", "nme_box", "image_from_template"):
             values = [np.asarray(res[name]) for _, res in kept]
@@ -139,7 +163,9 @@ def run_fit(cfg: BuildConfig) -> FitRunReport:
     scan = dataset.annotations(cfg.split)
     if not scan.samples:
         raise BuildError(f"no annotated faces found under {dataset.root} (split {cfg.split!r}, {len(scan.unpaired)} problems)")
-    config = {"fit": {k: getattr(cfg, k) for k in ("dataset", "model", "split", "val_fraction", "seed")},
+    if cfg.scheme not in ("ibug68", "native"):
+        raise BuildError(f"--scheme must be ibug68 or native, got {cfg.scheme!r}")
+    config = {"fit": {k: getattr(cfg, k) for k in ("dataset", "model", "split", "val_fraction", "seed", "scheme")},
               "root": str(dataset.root), "format": FORMAT, "format_version": FORMAT_VERSION}
     config_bytes = dumps_json(config)
     config_sha = hashlib.sha256(config_bytes).hexdigest()
@@ -162,17 +188,18 @@ def run_fit(cfg: BuildConfig) -> FitRunReport:
                 report.resumed_files += 1
                 skipped += done[1]
         t0 = time.perf_counter()
+        binding, held_out, report.summary_binding = _native_binding(cfg, scan.samples)
         executor = EXECUTORS[cfg.executor](cfg)
         try:
             bar = _bar(cfg, sum(len(e["refs"]) for e in todo))
             for entry in todo:
                 refs = list(entry["refs"])
                 batches = [refs[i:i + BATCH] for i in range(0, len(refs), BATCH)]
-                results = [res for batch in executor.imap(fit_refs, batches, cfg.model) for res in batch]
+                results = [res for batch in executor.imap(fit_refs, batches, cfg.model, binding) for res in batch]
                 skips = [{"source": r.source, "split": r.split, "kind": "fit", "reason": res["skip"]}
                          for r, res in zip(refs, results) if "skip" in res]
                 _write(out / entry["file"], entry["split"], refs, results,
-                       {"plan_sha256": entry["plan_sha256"], "skipped": json.dumps(skips)})
+                       {"plan_sha256": entry["plan_sha256"], "skipped": json.dumps(skips)}, held_out)
                 skipped += skips
                 report.fitted += len(refs) - len(skips)
                 bar.update(len(refs))
@@ -185,9 +212,34 @@ def run_fit(cfg: BuildConfig) -> FitRunReport:
         report.skipped = len(skipped)
         atomic_write_bytes(out / "skipped.jsonl", "".join(json.dumps(s) + "\n" for s in skipped).encode())
         report.summary = summarise(out, [e["file"] for e in plan], len(skipped))
+        if report.summary_binding:
+            report.summary["binding"] = report.summary_binding
         atomic_write_bytes(out / "summary.json", dumps_json(report.summary))
         atomic_write_bytes(out / "summary.md", summary_table(report.summary).encode())
     return report
+
+
+def _native_binding(cfg: BuildConfig, refs) -> tuple[tuple | None, frozenset, dict | None]:
+    """With --scheme native and faces annotated in a scheme other than iBUG's: its binding to the model,
+    derived (`face.scheme_binding`) from the faces whose source hashes into the first half (the
+    `pts` dataset's rule, seed 0), and the other half's sources (held out: scored, not used to bind)."""
+    from densereg_data.build.datasets.folder import val_score
+
+    natives = [r.annotation.extra.get("native", r.annotation) for r in refs if r.annotation is not None]
+    schemes = {a.scheme for a in natives}
+    if cfg.scheme != "native" or schemes <= {"ibug68"}:
+        return None, frozenset(), None
+    if len(schemes) > 1:
+        raise BuildError(f"--scheme native: the faces come in several schemes ({', '.join(sorted(schemes))})")
+    from densereg_data.face.models import load_face_model
+    from densereg_data.face.scheme_binding import derive_binding
+    from densereg_data.schemes import load_scheme
+
+    scheme = load_scheme(schemes.pop())
+    derive = [a for a in natives if val_score(a.source, 0) < 0.5]
+    binding, stats = derive_binding(load_face_model(cfg.model), scheme, derive)
+    held_out = frozenset(a.source for a in natives if val_score(a.source, 0) >= 0.5)
+    return (scheme.name, binding.triangles, binding.bary), held_out, {"scheme": scheme.name, **stats}
 
 
 def _bar(cfg: BuildConfig, total: int):

@@ -25,8 +25,10 @@ from densereg_data import conventions as cv
 from densereg_data.errors import FitError, ShapeError
 from densereg_data.face.morphable import MorphableModel
 from densereg_data.face.shape_model import DeformableModel
-from densereg_data.face.template import Template
+from densereg_data.face.contour import jaw_candidates
+from densereg_data.face.template import LandmarkBinding, Template
 from densereg_data.geometry.camera import Camera
+from densereg_data.schemes import LandmarkScheme, load_scheme
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 class FitResult:
     """The outcome of one fit.
 
-    landmarks: (68, 2) float64 the annotated points (x, y) px; fitted_landmarks: (68, 2) the model's
+    landmarks: (n, 2) float64 the annotated points (x, y) px (n = 68 for the iBUG scheme; the fitter's
+    `scheme` otherwise); fitted_landmarks: (n, 2) the model's
     projection of its corresponding points; residuals: (68,) px distances; nme: mean residual / outer-eye
     -corner distance of the annotation (of the fitted corners when one is missing); coefficients: the model's (its `zero()` shape); correspondence_vertices
     (68, 3) int64 and correspondence_weights (68, 3): the template surface point matched to each landmark
@@ -103,17 +106,35 @@ class Fitter:
 
     template: Template
     model: DeformableModel | MorphableModel
+    #: the landmark scheme fitted and its binding to the template's surface; None: the iBUG 68 (the
+    #: template's own binding and contour candidates)
+    scheme: LandmarkScheme | None = None
+    binding: LandmarkBinding | None = None
     landmark_vertices: np.ndarray = field(init=False)
     landmark_weights: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        vertices, weights = self.template.landmark_vertex_weights
+        t = self.template
+        if self.scheme is None or self.scheme.name == "ibug68":
+            object.__setattr__(self, "scheme", load_scheme("ibug68"))
+            vertices, weights = t.landmark_vertex_weights
+            points, rows = t.landmark_points, t.contour_candidates
+        else:
+            if self.binding is None or len(self.binding.triangles) != self.scheme.n:
+                raise ShapeError(f"a {self.scheme.name} fit needs a binding of its {self.scheme.n} points")
+            vertices, weights = t.faces[self.binding.triangles], self.binding.bary
+            points = t.barycentric_points(t.vertices, self.binding)
+            chin = self.scheme.ibug68[8]
+            jaw = sorted(set(self.scheme.contour) | {chin})
+            rows = tuple(jaw_candidates(t.vertices, points[jaw], points[self.scheme.ibug68[30]],
+                                        [jaw.index(i) for i in self.scheme.contour], t.definition["contour"]))
+        n = self.scheme.n
+        object.__setattr__(self, "n_points", n)
         object.__setattr__(self, "landmark_vertices", vertices)
         object.__setattr__(self, "landmark_weights", weights)
         lm_mean, lm_funcs = self.model.at(vertices, weights)
         object.__setattr__(self, "_lm_mean", lm_mean)
         object.__setattr__(self, "_lm_funcs", lm_funcs)
-        rows = self.template.contour_candidates
         flat = np.concatenate(rows)
         object.__setattr__(self, "_cand_vertices", flat)
         cand_mean, cand_local = self.model.at(flat)
@@ -123,11 +144,12 @@ class Fitter:
         object.__setattr__(self, "_cand_starts", starts)
         object.__setattr__(self, "_cand_row", np.repeat(np.arange(len(rows)), [len(r) for r in rows]))
         # outward direction of each contour landmark, in the template's horizontal plane
-        centre = self.template.landmark_points[30]
-        outward = self.template.landmark_points[list(self.template.contour_landmarks)] - centre
+        centre = points[self.scheme.ibug68[30]]
+        outward = points[list(self.scheme.contour)] - centre
         outward[:, 2] = 0.0
         object.__setattr__(self, "_outward", outward / np.linalg.norm(outward, axis=1, keepdims=True))
-        object.__setattr__(self, "_jaw_mask", np.isin(np.arange(cv.N_LANDMARKS), cv.JAW))
+        jaw = set(self.scheme.contour) | {self.scheme.ibug68[8]}
+        object.__setattr__(self, "_jaw_mask", np.isin(np.arange(n), sorted(jaw)))
 
     def fit(self, landmarks: np.ndarray, config: FitConfig = FitConfig(), state: np.ndarray | None = None) -> FitResult:
         """Fit to `landmarks` (68, 2) float64 (x, y) pixels. Raises ShapeError / FitError.
@@ -136,8 +158,8 @@ class Fitter:
         coordinates are ignored, NaN allowed) does not take part, an OCCLUDED one counts
         `config.occluded_weight`; the jaw points slide on the silhouette only where they are placed.
         """
-        x, trust = _validate_landmarks(landmarks, state, config)
-        contour = list(self.template.contour_landmarks) if config.slide_contour else []
+        x, trust = _validate_landmarks(landmarks, state, config, self.n_points)
+        contour = list(self.scheme.contour) if config.slide_contour else []
         mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
         vertices, weights = self.landmark_vertices.copy(), self.landmark_weights.copy()
         sigma = config.landmark_sigma_mm or self.template.definition.get("fit", {}).get("landmark_sigma_mm",
@@ -165,8 +187,9 @@ class Fitter:
         placed = trust > 0
         residuals[~placed] = np.nan
         mean_error = float(residuals[placed].mean())
-        corners = list(cv.OUTER_EYE_CORNERS)
-        eye = cv.eye_distance(x if placed[corners].all() else fitted)
+        corners = list(self.scheme.eye_corners)
+        ref = x if placed[corners].all() else fitted
+        eye = float(np.linalg.norm(ref[corners[0]] - ref[corners[1]]))
         box = np.ptp(x[placed], axis=0)
         return FitResult(
             camera=camera,
@@ -210,7 +233,7 @@ class Fitter:
         the silhouette by the fit's own contour rule (as an annotator would mark them)."""
         mean, funcs = self._lm_mean.copy(), self._lm_funcs.copy()
         if slide_contour:
-            contour = list(self.template.contour_landmarks)
+            contour = list(self.scheme.contour)
             chosen = self._slide_contour(coefficients, camera.rotation)
             mean[contour], funcs[contour] = self._cand_mean[chosen], self._cand_funcs[chosen]
         return camera.project(mean + self.model.displace(funcs, coefficients))[:, :2]
@@ -224,13 +247,13 @@ class Fitter:
 # the steps
 
 
-def check_landmarks(landmarks: np.ndarray) -> np.ndarray:
+def check_landmarks(landmarks: np.ndarray, n: int = cv.N_LANDMARKS) -> np.ndarray:
     """landmarks as a (68, 2) float64 array of finite (x, y) pixels within `LANDMARK_LIMIT_PX` of the
     image origin; ShapeError (shape, NaN/inf) or FitError (too far) otherwise. The boundary check of
     every entry point that takes landmarks as an array (the fit, `Labeller.label_crop`)."""
     x = np.asarray(landmarks, dtype=np.float64)
-    if x.shape != (cv.N_LANDMARKS, 2):
-        raise ShapeError(f"landmarks must be (68, 2), got {x.shape}")
+    if x.shape != (n, 2):
+        raise ShapeError(f"landmarks must be ({n}, 2), got {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ShapeError("landmarks contain NaN or infinite values")
     far = float(np.abs(x).max())
@@ -239,24 +262,25 @@ def check_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return x
 
 
-def _validate_landmarks(landmarks: np.ndarray, state: np.ndarray | None, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+def _validate_landmarks(landmarks: np.ndarray, state: np.ndarray | None, config: FitConfig,
+                        n: int = cv.N_LANDMARKS) -> tuple[np.ndarray, np.ndarray]:
     """(x (68, 2) with missing points at 0, trust (68,): 1 visible, `occluded_weight` occluded, 0 missing):
     `check_landmarks` on the placed points; ShapeError for bad states; FitError when fewer than
     `min_landmarks` are placed or they are degenerate (on one line or one point)."""
     if state is None:
-        x, trust = check_landmarks(landmarks), np.ones(cv.N_LANDMARKS)
+        x, trust = check_landmarks(landmarks, n), np.ones(n)
     else:
         s = np.asarray(state)
-        if s.shape != (cv.N_LANDMARKS,) or not np.isin(s, (cv.MISSING, cv.VISIBLE, cv.OCCLUDED)).all():
-            raise ShapeError(f"landmark states must be (68,) values in 0, 1, 2, got shape {s.shape}")
+        if s.shape != (n,) or not np.isin(s, (cv.MISSING, cv.VISIBLE, cv.OCCLUDED)).all():
+            raise ShapeError(f"landmark states must be ({n},) values in 0, 1, 2, got shape {s.shape}")
         placed = s != cv.MISSING
         raw = np.array(landmarks, dtype=np.float64)
-        if raw.shape != (cv.N_LANDMARKS, 2):
-            raise ShapeError(f"landmarks must be (68, 2), got {raw.shape}")
+        if raw.shape != (n, 2):
+            raise ShapeError(f"landmarks must be ({n}, 2), got {raw.shape}")
         if placed.sum() < config.min_landmarks:
-            raise FitError(f"only {int(placed.sum())} of 68 landmarks are placed; a pose needs at least {config.min_landmarks}")
+            raise FitError(f"only {int(placed.sum())} of {n} landmarks are placed; a pose needs at least {config.min_landmarks}")
         raw[~placed] = 0.0
-        x = check_landmarks(raw)
+        x = check_landmarks(raw, n)
         trust = np.where(s == cv.OCCLUDED, config.occluded_weight, placed.astype(np.float64))
     centred = x[trust > 0] - x[trust > 0].mean(axis=0)
     sv = np.linalg.svd(centred, compute_uv=False)

@@ -109,4 +109,4 @@ def as_ibug68(annotation: FaceAnnotation) -> FaceAnnotation:
     idx = list(IBUG68_SUBSETS[annotation.scheme])
     return FaceAnnotation(annotation.source, annotation.image, annotation.points[idx], annotation.state[idx], "ibug68",
                           annotation.split, annotation.subsets, annotation.pose, annotation.box,
-                          dict(annotation.extra, scheme=annotation.scheme))
+                          dict(annotation.extra, native=annotation))
