@@ -40,23 +40,15 @@ ROOTS = {
 }
 
 
-def coco_layout(flat: Path, tmp: Path) -> Path:
-    """mmpose's COCO-WholeBody test json and its 4 images (one folder) laid out as COCO distributes
-    them (annotations/coco_wholebody_val_v1.0.json, val2017/), by symbolic links."""
-    root = tmp / "coco"
-    (root / "annotations").mkdir(parents=True)
-    (root / "annotations" / "coco_wholebody_val_v1.0.json").symlink_to(flat / "test_coco_wholebody.json")
-    (root / "val2017").symlink_to(flat, target_is_directory=True)
-    return root
-
-
 def fit_dataset(name: str, root: Path, model: str, workers: int) -> dict:
     from densereg_data.build.config import BuildConfig
     from densereg_data.build.fitrun import run_fit
 
     with tempfile.TemporaryDirectory(prefix=f"bench_{name}_") as tmp:
         if name == "coco-wholebody":
-            root = coco_layout(root, Path(tmp))
+            from densereg_data.testing import coco_wholebody_layout
+
+            root = coco_wholebody_layout(root, Path(tmp) / "coco")
         report = run_fit(BuildConfig(dataset=name, root=str(root), out=str(Path(tmp) / "fits"), model=model,
                                      workers=workers, progress=False))
         pose = _pose_error(Path(tmp) / "fits") if name == "aflw2000-3d" else None

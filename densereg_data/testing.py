@@ -3,12 +3,15 @@
 - `synthetic_face`: shapes from the model's prior, random poses, noisy 68 landmarks, to measure the fit
   against ground truth (pose error, per-pixel label error), which real data cannot give;
 - `landmark_label_errors`: label consistency on real faces, with the one U-V -> 3D lookup of
-  `densereg_data.format.template_facts`.
+  `densereg_data.format.template_facts`;
+- `wflw_layout`, `coco_wholebody_layout`: the small real samples in shared data (mmpose's test copies)
+  laid out as their datasets distribute them, for builds and benchmarks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -86,4 +89,37 @@ def landmark_label_errors(uv: np.ndarray, landmarks: np.ndarray, landmark_uv: np
     fg = np.any(got > 0, axis=1)
     dist = np.linalg.norm(facts.xyz(got) - facts.xyz(landmark_uv[inside]), axis=1) / facts.eye_distance
     out[np.flatnonzero(inside)[fg]] = dist[fg]
+    return out
+
+
+def wflw_layout(mmpose_json: Path, out: Path) -> Path:
+    """WFLW's distributed layout (WFLW_annotations/list_98pt_rect_attr_train_test/
+    list_98pt_rect_attr_test.txt + WFLW_images/) made from mmpose's WFLW test json and the images beside
+    it (symbolic links): 196 coordinates (mmpose keeps WFLW's numbers), the box, six zero attribute flags."""
+    import json
+
+    doc = json.loads(Path(mmpose_json).read_text())
+    names = {im["id"]: im["file_name"] for im in doc["images"]}
+    lists = out / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    lists.mkdir(parents=True)
+    (out / "WFLW_images").mkdir()
+    lines = []
+    for a in doc["annotations"]:
+        xy = np.asarray(a["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2]
+        x, y, w, h = a["bbox"]
+        name = names[a["image_id"]]
+        link = out / "WFLW_images" / name
+        if not link.exists():
+            link.symlink_to(Path(mmpose_json).parent / name)
+        lines.append(" ".join(f"{v:.6f}" for v in xy.ravel()) + f" {x:.0f} {y:.0f} {x + w:.0f} {y + h:.0f} 0 0 0 0 0 0 {name}")
+    (lists / "list_98pt_rect_attr_test.txt").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def coco_wholebody_layout(folder: Path, out: Path) -> Path:
+    """COCO-WholeBody's distributed layout (annotations/coco_wholebody_val_v1.0.json, val2017/) made from
+    mmpose's test json and the images in the same `folder` (symbolic links)."""
+    (out / "annotations").mkdir(parents=True)
+    (out / "annotations" / "coco_wholebody_val_v1.0.json").symlink_to(Path(folder) / "test_coco_wholebody.json")
+    (out / "val2017").symlink_to(Path(folder), target_is_directory=True)
     return out
