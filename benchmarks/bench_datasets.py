@@ -8,8 +8,9 @@ temporary folder; the table gives, per dataset and per split / subset (WFLW's at
 view folders), faces, box-NME median and mean (mean residual over the placed points / sqrt(w x h) of
 their box), eye-NME median where both outer eye corners are placed, and failures (box-NME > 10%).
 AFLW2000-3D adds our yaw / pitch / roll against its `Pose_Para` (mean absolute error, degrees).
-Faces of a scheme other than iBUG's 68 are fitted on their 68-point subset. Prints a markdown table
-and one JSON line.
+Faces of a scheme other than iBUG's 68 are fitted on their 68-point subset, and WFLW also in its own 98
+points (`--scheme native`: the 30 points without an iBUG twin bound from half of the faces; the other
+half is the "held-out" row). Prints a markdown table and one JSON line.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ ROOTS = {
 }
 
 
-def fit_dataset(name: str, root: Path, model: str, workers: int) -> dict:
+def fit_dataset(name: str, root: Path, model: str, workers: int, scheme: str = "ibug68") -> dict:
     from densereg_data.build.config import BuildConfig
     from densereg_data.build.fitrun import run_fit
 
@@ -50,10 +51,11 @@ def fit_dataset(name: str, root: Path, model: str, workers: int) -> dict:
 
             root = coco_wholebody_layout(root, Path(tmp) / "coco")
         report = run_fit(BuildConfig(dataset=name, root=str(root), out=str(Path(tmp) / "fits"), model=model,
-                                     workers=workers, progress=False))
+                                     workers=workers, progress=False, scheme=scheme))
         pose = _pose_error(Path(tmp) / "fits") if name == "aflw2000-3d" else None
     return {"faces": report.faces, "fitted": report.fitted, "skipped": report.skipped,
-            "faces_per_second": report.faces_per_second, "groups": report.summary["groups"], "pose_mae_deg": pose}
+            "faces_per_second": report.faces_per_second, "groups": report.summary["groups"], "pose_mae_deg": pose,
+            "binding": report.summary.get("binding")}
 
 
 def _pose_error(out: Path) -> dict:
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {name}: {'not registered' if name not in DATASETS else f'{root} not found'}", file=sys.stderr)
             continue
         results[name] = fit_dataset(name, root, args.model, args.workers)
+        if name == "wflw":  # the 98-point scheme: 30 points bound from half of the faces, the other half held out
+            results["wflw (98 points)"] = fit_dataset(name, root, args.model, args.workers, scheme="native")
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.workers} workers"
     print(f"command: python benchmarks/bench_datasets.py --model {args.model}  |  machine: {machine}\n")
     print("| dataset | split / subset | faces | box-NME median | box-NME mean | eye-NME median (faces) | failures |")
