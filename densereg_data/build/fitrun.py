@@ -188,6 +188,9 @@ def run_fit(cfg: BuildConfig) -> FitRunReport:
                 report.resumed_files += 1
                 skipped += done[1]
         t0 = time.perf_counter()
+        from densereg_data.face.models import load_face_model
+
+        load_face_model(cfg.model).fitter  # noqa: B018 - loaded once here, inherited by forked workers
         binding, held_out, report.summary_binding = _native_binding(cfg, scan.samples)
         executor = EXECUTORS[cfg.executor](cfg)
         try:

@@ -140,7 +140,13 @@ def decode_sample(ref: SampleRef, settings: LabelSettings):
         crop_scale = float(crop_from_landmarks(placed, settings.size, settings.margin)[0, 0])
     except ShapeError:  # the landmarks span no area: the labeller will say so
         crop_scale = None
-    if settings.reduced_decode and crop_scale is not None:  # decode at 1/k with 1/k >= crop_scale: no detail is lost
+    frame = ref.annotation.extra.get("frame") if ref.annotation is not None else None
+    if frame is not None:  # a video's frame (300-VW): decoded from the video itself
+        from densereg_data.build.datasets.vw300 import read_frame
+
+        full = read_frame(ref.image, int(frame))
+        reduced = ReducedImage(full, 1, (full.shape[0], full.shape[1]))
+    elif settings.reduced_decode and crop_scale is not None:  # decode at 1/k >= crop_scale: no detail is lost
         reduced = read_image_reduced(ref.image, min_scale=crop_scale)
     else:
         full = read_image(ref.image)

@@ -29,18 +29,15 @@ Convention: coordinate base
 
 from __future__ import annotations
 
-import io
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 
 from densereg_data import conventions as cv
-from densereg_data.errors import BackendUnavailableError, LandmarkFileError
+from densereg_data.errors import LandmarkFileError
 from densereg_data.io.annotations import FaceAnnotation, Problem
-from densereg_data.io.untrusted import read_capped
+from densereg_data.io.matfile import load_mat
 
 __all__ = ["COORDINATE_BASE", "LAYOUT", "LICENCE", "SPLITS", "SUBSETS", "available_splits", "read_annotations"]
 
@@ -57,12 +54,9 @@ N_POINTS = 68
 N_TRAIN = 1345
 #: A points file is about 1.5 kB, the bboxes file 2.6 kB.
 MAX_MAT_BYTES = 2**20
-#: The most a .mat's compressed variables may inflate to (the real ones hold a few kB).
-MAX_INFLATED_BYTES = 8 * 2**20
 
 DATA = "COFW68_Data"
 _POINTS_FILE = re.compile(r"^([1-9][0-9]{0,5})_points\.mat$")  # no leading zeros: one file per i
-_HDF5 = b"\x89HDF\r\n\x1a\n"
 
 
 class _MatError(ValueError):
@@ -73,41 +67,9 @@ def available_splits(root: Path) -> tuple[str, ...]:
     return SPLITS if (Path(root) / DATA / "test_annotations").is_dir() else ()
 
 
-def _check_mat(data: bytes) -> None:
-    """Refuse what scipy should not be handed: HDF5 (v7.3) files and compressed variables inflating past
-    `MAX_INFLATED_BYTES` (a small file must not become gigabytes in memory)."""
-    if data[:8] == _HDF5 or data[512:520] == _HDF5 or b"MATLAB 7.3" in data[:116]:
-        raise _MatError("a MATLAB v7.3 (HDF5) .mat; save it with -v7")
-    if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
-        return  # not level 5: scipy reads (or refuses) level 4 itself
-    order = "<" if data[126:128] == b"IM" else ">"
-    pos, total = 128, 0
-    while pos + 8 <= len(data):
-        kind, nbytes = struct.unpack_from(order + "II", data, pos)
-        pos += 8
-        if kind == 15:  # miCOMPRESSED
-            try:
-                total += len(zlib.decompressobj().decompress(data[pos:pos + nbytes], MAX_INFLATED_BYTES - total + 1))
-            except zlib.error:
-                raise _MatError("corrupt compressed data") from None
-            if total > MAX_INFLATED_BYTES:
-                raise _MatError(f"its compressed variables inflate to more than {MAX_INFLATED_BYTES} bytes")
-        pos += nbytes
-
-
 def _load(path: Path, names: tuple[str, ...]) -> dict:
-    """The named variables of a level 4/5 .mat (bytes read with a size cap), or `_MatError`."""
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise BackendUnavailableError("reading COFW-68's .mat files needs scipy: pip install 'densereg[data]'") from None
-    data = read_capped(path, "COFW-68 .mat", LandmarkFileError, MAX_MAT_BYTES)
-    _check_mat(data)
-    try:
-        return loadmat(io.BytesIO(data), variable_names=names)
-    except Exception as exc:  # noqa: BLE001 - scipy's parser fails in many ways (ValueError, struct.error, ...)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _MatError(f"not a readable MATLAB .mat ({reason})") from None
+    """The named variables of a COFW-68 .mat (`io.matfile.load_mat`: capped, no v7.3, no inflation bomb)."""
+    return load_mat(path, names, "COFW-68 .mat", MAX_MAT_BYTES)
 
 
 def _numeric(value, name: str) -> np.ndarray:
@@ -134,6 +96,8 @@ def _boxes(path: Path) -> np.ndarray | None:
             raise _MatError(f"bboxes must be Nx4, got {_shape(boxes)}")
     except _MatError as exc:
         raise LandmarkFileError(f"COFW-68 boxes unreadable: {exc}: {path}") from None
+    except LandmarkFileError as exc:
+        raise LandmarkFileError(str(exc).replace("COFW-68 .mat unreadable", "COFW-68 boxes unreadable")) from None
     return boxes
 
 
