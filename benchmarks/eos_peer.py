@@ -69,7 +69,8 @@ def eos_available() -> bool:
     return True
 
 
-def _eos():
+def import_eos():
+    """The eos module; an ImportError naming the package to install without it."""
     try:
         import eos
     except ImportError as err:  # pragma: no cover - exercised only without eos
@@ -152,7 +153,7 @@ def build_eos_model(fitter: Fitter, n_shape: int | None = None) -> EosBundle:
     n_shape: number of model functions to use (each gives 3 eos components); None = all.
     Takes ~5-10 s and ~1 GB (the (3V, 3n) float32 basis is stored twice by eos).
     """
-    eos = _eos()
+    eos = import_eos()
     t, m = fitter.template, fitter.model
     n = m.n_functions if n_shape is None else int(n_shape)
     if not 1 <= n <= m.n_functions:
@@ -194,8 +195,13 @@ def build_eos_model(fitter: Fitter, n_shape: int | None = None) -> EosBundle:
     return EosBundle(model, model.get_shape_model(), n, mapper, mapper_all, vertex_ids, edge_topology, contour_landmarks, model_contour, fitter)
 
 
-def _camera_from_eos(affine: np.ndarray) -> Camera:
-    """Our orthographic Camera from eos's (3, 4) affine model -> screen matrix (rows x, y, [0 0 0 1])."""
+def camera_from_eos(affine: np.ndarray) -> Camera:
+    """Our orthographic Camera from eos's (3, 4) affine model -> screen matrix (rows x, y, [0 0 0 1]).
+
+    Convention: eos's `get_3x4_affine_camera_matrix` maps model coordinates to 0-based (x, y) pixels
+    (y down, the input landmarks' frame); the Camera projects the same model points to the same pixels
+    when the affine is a scaled rotation (eos's scaled-orthographic fits always are; the nearest one otherwise).
+    """
     a = np.asarray(affine, dtype=np.float64)
     scale = float(np.linalg.norm(a[:2, :3], axis=1).mean())
     u, _, vt = np.linalg.svd(a[:2, :3] / scale, full_matrices=False)
@@ -211,7 +217,7 @@ def eos_fit_full(bundle: EosBundle, landmarks: np.ndarray, image_size: tuple[int
     `cpu_seconds` (this process's CPU time, robust to a shared machine when single-threaded) cover the
     eos calls only (landmark conversion + fit + camera matrix), not our read-out.
     """
-    eos = _eos()
+    eos = import_eos()
     height, width = image_size
     x = np.asarray(landmarks, dtype=np.float32)
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -241,7 +247,7 @@ def eos_fit_full(bundle: EosBundle, landmarks: np.ndarray, image_size: tuple[int
     coeffs = np.zeros((fitter.model.n_functions, 3))
     coeffs[: bundle.n_shape] = np.asarray(alpha, dtype=np.float64).reshape(bundle.n_shape, 3)
     coeffs[: bundle.n_shape] *= fitter.model.prior_std[: bundle.n_shape, None]
-    camera = _camera_from_eos(affine)
+    camera = camera_from_eos(affine)
     fitted = fitter.project_landmarks(coeffs, camera, slide_contour=True)
     return fitted, seconds, cpu_seconds, coeffs, camera
 
@@ -289,7 +295,7 @@ def compare(
     fitter.fit(first)  # warm-up (lazy arrays, caches)
     for i, path in enumerate(paths):
         x = read_pts(path).points
-        size = image_size(_image_of(path))
+        size = image_size(image_of(path))
         for m in methods:
             rec = out[m]
             if m == "eos_contour" and i % contour_every:
@@ -303,7 +309,7 @@ def compare(
                     else:
                         fitted, seconds, cpu, _, _ = eos_fit_full(bundle, x, size, m)
                     err = "" if np.all(np.isfinite(fitted)) else "non-finite landmarks"
-                except Exception as ex:  # record and go on
+                except Exception as ex:  # noqa: BLE001 - record and go on
                     fitted, seconds, cpu, err = None, np.nan, np.nan, f"{type(ex).__name__}: {ex}"
             ok = fitted is not None and not err
             rec["ms"].append(1e3 * seconds)
@@ -311,32 +317,34 @@ def compare(
             rec["nme"].append(nme(fitted, x) if ok else np.nan)
             rec["nme_inner"].append(nme(fitted, x, INNER) if ok else np.nan)
             rec["error"].append(err)
-    out["summary"] = {m: _summary(out[m]) for m in methods}
+    out["summary"] = {m: summarize(out[m]) for m in methods}
     return out
 
 
-def _image_of(pts: Path) -> Path:
+def image_of(pts: Path) -> Path:
+    """The image beside a .pts file (same stem; .jpg, .png or .jpeg); FileNotFoundError without one."""
     for ext in (".jpg", ".png", ".jpeg", ".JPG", ".PNG"):
         if pts.with_suffix(ext).exists():
             return pts.with_suffix(ext)
     raise FileNotFoundError(f"no image beside {pts}")
 
 
-def _summary(rec: dict) -> dict:
-    ms, cpu, e, ei = (np.array(rec[k], dtype=np.float64) for k in ("ms", "cpu_ms", "nme", "nme_inner"))
-    done = np.isfinite(e)
-    return {
-        "n": int(done.sum()),
-        "failed": int(sum(1 for r in rec["error"] if r and r != "skipped")),
-        "ms_median": float(np.median(ms[done])) if done.any() else np.nan,
-        "ms_mean": float(ms[done].mean()) if done.any() else np.nan,
-        "cpu_ms_median": float(np.median(cpu[done])) if done.any() else np.nan,
-        "cpu_ms_mean": float(cpu[done].mean()) if done.any() else np.nan,
-        "nme_median": float(np.median(e[done])) if done.any() else np.nan,
-        "nme_mean": float(e[done].mean()) if done.any() else np.nan,
-        "nme_inner_median": float(np.median(ei[done])) if done.any() else np.nan,
-        "nme_inner_mean": float(ei[done].mean()) if done.any() else np.nan,
-    }
+def summarize(rec: dict, errors: tuple[str, ...] = ("nme", "nme_inner")) -> dict:
+    """One fitter's per-face record -> n, failed, ms and cpu_ms median / mean, and `<key>_median` /
+    `<key>_mean` of each error list in `errors`, all over the faces whose first error is finite."""
+    ms, cpu = (np.array(rec[k], dtype=np.float64) for k in ("ms", "cpu_ms"))
+    done = np.isfinite(np.array(rec[errors[0]], dtype=np.float64))
+
+    def stat(values: np.ndarray, f) -> float:
+        return float(f(values[done])) if done.any() else np.nan
+
+    out = {"n": int(done.sum()), "failed": int(sum(1 for r in rec["error"] if r and r != "skipped")),
+           "ms_median": stat(ms, np.median), "ms_mean": stat(ms, np.mean),
+           "cpu_ms_median": stat(cpu, np.median), "cpu_ms_mean": stat(cpu, np.mean)}
+    for key in errors:
+        values = np.array(rec[key], dtype=np.float64)
+        out[f"{key}_median"], out[f"{key}_mean"] = stat(values, np.median), stat(values, np.mean)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
