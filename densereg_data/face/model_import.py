@@ -54,7 +54,7 @@ def import_model(kind: str, path: Path, definition: dict, read: Callable[[Path, 
     """The arrays of model `kind` from `path` (`read(path, definition)` on a cache miss)."""
     digest = hashlib.sha256(f"{IMPORT_VERSION}:{kind}:".encode())
     digest.update(json.dumps(definition, sort_keys=True).encode())
-    for p in _source_files(Path(path)):
+    for p in _source_files(Path(path), kind):
         digest.update(str(p.relative_to(path) if p != Path(path) else p.name).encode())
         with open(p, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
@@ -62,18 +62,24 @@ def import_model(kind: str, path: Path, definition: dict, read: Callable[[Path, 
     return cached_arrays(f"model-{kind}", digest.hexdigest(), lambda: read(Path(path), definition))
 
 
-def _source_files(path: Path) -> list[Path]:
-    """The regular files a model is read from: the file itself, or those under the folder (sorted)."""
+#: The files of a model folder that its reader may read (globs relative to the folder), per kind: the
+#: cache key hashes these, not whatever else the folder holds.
+SOURCE_GLOBS = {
+    "ict": ("README.md", "*.obj", "*.json", "FaceXModel/*.obj", "FaceXModel/*.json"),
+    "eos": ("*.bin", "*.txt", "*.json"),
+}
+
+
+def _source_files(path: Path, kind: str = "") -> list[Path]:
+    """The regular files a model is read from: the file itself, or the folder's files its reader may read."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise TemplateError(f"{path}: no such file or folder")
-    files = []
-    for p in path.rglob("*"):
-        if p.is_file() and not p.is_symlink() and p.stat().st_size <= _MAX_HASHED:
-            files.append(p)
-            if len(files) > _MAX_FILES:
-                raise TemplateError(f"{path}: more than {_MAX_FILES} files; point the model at its own folder")
+    files = {p for pattern in SOURCE_GLOBS.get(kind, ("**/*",)) for p in path.glob(pattern)
+             if p.is_file() and not p.is_symlink() and p.stat().st_size <= _MAX_HASHED}
+    if len(files) > _MAX_FILES:
+        raise TemplateError(f"{path}: more than {_MAX_FILES} model files; point the model at its own folder")
     return sorted(files)
 
 
