@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from densereg_data.errors import TemplateError
 from densereg_data.face.model_import import boundary_loops, fill_holes, split_seams
 from densereg_data.face.uv_unwrap import uv_signed_areas
 
@@ -158,3 +159,17 @@ def test_sfm_coefficients_rebuild_eos_faces(model):
     theirs = np.asarray(shape_model.draw_sample(identity.tolist()), np.float64).reshape(-1, 3)
     theirs += sum(w * np.asarray(b.deformation, np.float64).reshape(-1, 3) for w, b in zip(expression, blendshapes))
     assert np.abs(model.shape.shape(c) - theirs).max() < 1e-2  # float32 bases, shapes ~100 mm
+
+
+def test_the_cache_key_reads_only_a_models_own_files(tmp_path):
+    from densereg_data.face.model_import import _source_files
+
+    for name in ("m_shape_1.bin", "map.txt", "c.json", "photo.png", "deep/x.bin", "FaceXModel/identity000.obj",
+                 "FaceXModel/notes.md", "README.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    names = lambda kind: [p.relative_to(tmp_path).as_posix() for p in _source_files(tmp_path, kind)]  # noqa: E731
+    assert names("eos") == ["c.json", "m_shape_1.bin", "map.txt"]
+    assert names("ict") == ["FaceXModel/identity000.obj", "README.md", "c.json"]
+    with pytest.raises(TemplateError, match="no such file or folder"):
+        _source_files(tmp_path / "nope", "eos")
