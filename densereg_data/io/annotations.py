@@ -15,7 +15,7 @@ Convention: points and states
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from densereg_data import conventions as cv
 from densereg_data.errors import LandmarkFileError
 from densereg_data.schemes import SHIPPED_SCHEMES, load_scheme
 
-__all__ = ["FaceAnnotation", "Problem", "SCHEME_SIZES", "IBUG68_SUBSETS", "as_ibug68"]
+__all__ = ["FaceAnnotation", "Problem", "SCHEME_SIZES", "IBUG68_SUBSETS", "as_ibug68", "relative_image_path"]
 
 #: Landmark schemes a FaceAnnotation may carry, and their point counts (`densereg_data.schemes`).
 SCHEME_SIZES = {name: load_scheme(name).n for name in SHIPPED_SCHEMES}
@@ -110,3 +110,12 @@ def as_ibug68(annotation: FaceAnnotation) -> FaceAnnotation:
     return FaceAnnotation(annotation.source, annotation.image, annotation.points[idx], annotation.state[idx], "ibug68",
                           annotation.split, annotation.subsets, annotation.pose, annotation.box,
                           dict(annotation.extra, native=annotation))
+
+
+def relative_image_path(text: str) -> str | None:
+    """An annotation file's image path as a relative POSIX path (backslashes read as separators), or None
+    when it could leave the image folder: absolute, empty, with ``..`` or a drive (``C:``)."""
+    rel = PurePosixPath(text.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or ":" in rel.parts[0]:
+        return None
+    return rel.as_posix()

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.errors import LandmarkFileError
-from densereg_data.io.annotations import FaceAnnotation, Problem
+from densereg_data.io.annotations import FaceAnnotation, Problem, relative_image_path
 from densereg_data.io.untrusted import read_capped
 
 __all__ = ["COORDINATE_BASE", "LAYOUT", "LICENCE", "SPLITS", "SUBSETS", "available_splits", "read_annotations"]
@@ -85,9 +85,9 @@ def _file_names(images: list) -> dict[int, str]:
     names = {}
     for image in images:
         if isinstance(image, dict) and isinstance(image.get("id"), int) and isinstance(image.get("file_name"), str):
-            rel = PurePosixPath(image["file_name"].replace("\\", "/"))
-            if rel.parts and not rel.is_absolute() and ".." not in rel.parts and ":" not in rel.parts[0]:
-                names[image["id"]] = rel.as_posix()
+            rel = relative_image_path(image["file_name"])
+            if rel is not None:
+                names[image["id"]] = rel
     return names
 
 

@@ -35,13 +35,13 @@ Convention: coordinate base
 from __future__ import annotations
 
 import math
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from densereg_data import conventions as cv
 from densereg_data.errors import LandmarkFileError
-from densereg_data.io.annotations import FaceAnnotation, Problem
+from densereg_data.io.annotations import FaceAnnotation, Problem, relative_image_path
 from densereg_data.io.untrusted import read_capped
 
 __all__ = ["COORDINATE_BASE", "LAYOUT", "LICENCE", "SPLITS", "SUBSETS", "available_splits", "read_annotations"]
@@ -96,11 +96,10 @@ def _parse(values: list[str], expected: int, what: str) -> tuple[np.ndarray, lis
     numbers = [float(v) for v in values[:-1]]  # ValueError names the bad token
     if not all(math.isfinite(v) for v in numbers):
         raise ValueError("a value is NaN or infinite")
-    path = values[-1].replace("\\", "/")
-    rel = PurePosixPath(path)
-    if rel.is_absolute() or ".." in rel.parts or not rel.parts or ":" in rel.parts[0]:
-        raise ValueError(f"image path {path!r} is not a path inside {IMAGES}/")
-    return np.array(numbers[:2 * N_POINTS]).reshape(N_POINTS, 2), numbers[2 * N_POINTS:], rel.as_posix()
+    rel = relative_image_path(values[-1])
+    if rel is None:
+        raise ValueError(f"image path {values[-1]!r} is not a path inside {IMAGES}/")
+    return np.array(numbers[:2 * N_POINTS]).reshape(N_POINTS, 2), numbers[2 * N_POINTS:], rel
 
 
 def _read_full(path: Path, root: Path, split: str, problems: list[Problem]) -> list[dict]:
