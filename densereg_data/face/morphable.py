@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from densereg_data.errors import FitError, ShapeError
+from densereg_data.face.template import barycentric
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,9 +97,7 @@ class MorphableModel:
         with barycentric `weights` (m, 3)."""
         if weights is None:
             return self.mean[vertices], self.basis[vertices].astype(np.float64)
-        mean = np.einsum("mk,mkc->mc", weights, self.mean[vertices])
-        local = np.einsum("mk,mkcn->mcn", weights, self.basis[vertices].astype(np.float64))
-        return mean, local
+        return barycentric(self.mean, vertices, weights), barycentric(self.basis, vertices, weights)
 
     @staticmethod
     def displace(local: np.ndarray, coefficients: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 
 from densereg_data.errors import FitError, ShapeError, TemplateError
 from densereg_data.face.cache import cached_arrays
-from densereg_data.face.template import Template
+from densereg_data.face.template import Template, barycentric
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,7 @@ class DeformableModel:
         """
         if weights is None:
             return self.mean[vertices], self.functions[vertices].astype(np.float64)
-        mean = np.einsum("mk,mkc->mc", weights, self.mean[vertices])
-        funcs = np.einsum("mk,mkn->mn", weights, self.functions[vertices].astype(np.float64))
-        return mean, funcs
+        return barycentric(self.mean, vertices, weights), barycentric(self.functions, vertices, weights)
 
     @staticmethod
     def displace(local: np.ndarray, coefficients: np.ndarray) -> np.ndarray:

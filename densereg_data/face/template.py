@@ -107,7 +107,7 @@ class Template:
 
     def barycentric_points(self, attribute: np.ndarray, binding: LandmarkBinding) -> np.ndarray:
         """Per-vertex `attribute` (V, C) evaluated at a binding's surface points -> (n, C)."""
-        return np.einsum("nk,nkc->nc", binding.bary, attribute[self.faces[binding.triangles]])
+        return barycentric(attribute, self.faces[binding.triangles], binding.bary)
 
     @functools.cached_property
     def landmark_points(self) -> np.ndarray:
@@ -232,9 +232,9 @@ def derive_surface(definition: dict, vertices: np.ndarray, faces: np.ndarray, uv
     points to `points` (68, 3)), the parts (`face.parts`, the definition's "parts") and the jaw-contour
     candidates (`face.contour`, its "contour"). Returns the arrays `load_template` caches."""
     triangles, bary = bind_points(vertices, faces, points)
-    landmark_uv = np.einsum("nk,nkc->nc", bary, uv[faces[triangles]])
+    landmark_uv = barycentric(uv, faces[triangles], bary)
     parts = derive_face_parts(uv, faces, landmark_uv, definition["parts"])
-    landmark_points = np.einsum("nk,nkc->nc", bary, vertices[faces[triangles]])
+    landmark_points = barycentric(vertices, faces[triangles], bary)
     candidates = contour_candidates(vertices, landmark_points, definition["contour"])
     offsets = np.cumsum([0] + [len(c) for c in candidates])
     return {
@@ -247,6 +247,12 @@ def derive_surface(definition: dict, vertices: np.ndarray, faces: np.ndarray, uv
         "contour_flat": np.concatenate(candidates).astype(np.int64),
         "contour_offsets": offsets.astype(np.int64),
     }
+
+
+def barycentric(attribute: np.ndarray, corners: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-vertex `attribute` (V, ...) at surface points given by their triangles' corner vertices
+    `corners` (n, 3) int and barycentric `weights` (n, 3) -> (n, ...) float64."""
+    return np.einsum("nk,nk...->n...", weights, attribute[corners].astype(np.float64, copy=False))
 
 
 def bind_points(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
