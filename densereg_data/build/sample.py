@@ -219,5 +219,6 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
         "coefficients": np.asarray(out.coefficients, np.float32),
         "expression": np.asarray(getattr(out, "expression", ()), np.float32),
         "landmark_state": np.asarray(getattr(out, "landmark_state", np.full(cv.N_LANDMARKS, cv.VISIBLE)), np.uint8),
+        "view_delta": np.zeros(2, np.float32),  # an original face; its new views (build.views) say their deltas
     }
     return {"sample": sample, "skip": None, "times": times}

@@ -82,7 +82,7 @@ class ShardIndex:
         _check(index.get("format") == FORMAT, path, f"format is not {FORMAT!r}")
         version = index.get("format_version")
         _check(_is_int(version) and version in READABLE_VERSIONS, path,
-               f"format_version {version!r}, this reader reads {' and '.join(map(str, READABLE_VERSIONS))}; "
+               f"format_version {version!r}, this reader reads {', '.join(map(str, READABLE_VERSIONS))}; "
                "rebuild the shards")
         for key in ("image_size", "k", "part_names", "splits", "split_aliases", "shards"):
             _check(key in index, path, f"missing key {key!r}")

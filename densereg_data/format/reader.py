@@ -178,9 +178,11 @@ class ShardReader:
             f = open_shard_file(path, size=self.index.image_size[0], samples=rec["samples"], split=rec["split"])
             with h5_guard(path):
                 # a model without expressions (or a version 1 shard) has no `expression`: (n, 0) float32;
-                # a version 1 shard has no `landmark_state`: all visible
+                # a version 1 shard has no `landmark_state`: all visible; versions 1 and 2 no `view_delta`:
+                # every sample an original
                 absent = {"expression": np.zeros((rec["samples"], 0), np.float32),
-                          "landmark_state": np.ones((rec["samples"], N_LANDMARKS), np.uint8)}
+                          "landmark_state": np.ones((rec["samples"], N_LANDMARKS), np.uint8),
+                          "view_delta": np.zeros((rec["samples"], 2), np.float32)}
                 small = {n: f[n][()] if n in f else absent[n] for n in SCHEMA if n not in DENSE}
             self._files[k] = f
             self._small[k] = small

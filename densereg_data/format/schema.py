@@ -1,4 +1,4 @@
-"""The shard format's names and shapes (docs/FORMAT.md, version 2): the one place they are written down.
+"""The shard format's names and shapes (docs/FORMAT.md, version 3): the one place they are written down.
 
 A shard directory holds ``index.json``, ``config.json``, ``template.h5``, ``skipped.jsonl`` and
 ``<split>-<nnnnn>.h5`` files. Writers, readers and `verify` all take their rules from here.
@@ -12,13 +12,14 @@ from densereg_data.conventions import N_LANDMARKS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "READABLE_VERSIONS", "INDEX", "CONFIG", "TEMPLATE", "SKIPPED", "SHARD_RE", "TMP_PREFIX", "SCHEMA",
            "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "TEMPLATE_OPTIONAL_ATTRS", "TEMPLATE_INT_ATTRS",
-           "VERSION_2_DATASETS", "sample_schema", "shard_name"]
+           "VERSION_2_DATASETS", "VERSION_3_DATASETS", "sample_schema", "shard_name"]
 
 FORMAT = "densereg-shards"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this reader reads: version 1 (before expression coefficients) has no `expression` dataset and
-#: no expression attributes in template.h5, which read as a model without expressions.
-READABLE_VERSIONS = (1, 2)
+#: no expression attributes in template.h5, which read as a model without expressions; versions 1 and 2
+#: (before views) have no `view_delta`, which reads as every sample an original (0, 0).
+READABLE_VERSIONS = (1, 2, 3)
 INDEX, CONFIG, TEMPLATE, SKIPPED = "index.json", "config.json", "template.h5", "skipped.jsonl"
 #: A shard file's name: ``<split>-<nnnnn>.h5``; nothing else in a shard folder is ever opened as a shard.
 SHARD_RE = re.compile(r"(?P<split>[a-z0-9_]+)-(?P<n>\d{5})\.h5\Z")
@@ -42,6 +43,7 @@ SCHEMA: dict[str, tuple[str, tuple]] = {
     "pose": ("float32", (3,)),
     "coefficients": ("float32", ("C",)),
     "expression": ("float32", ("E",)),
+    "view_delta": ("float32", (2,)),
 }
 #: The per-pixel datasets; the rest are small and read into memory when a shard is opened.
 DENSE = ("image", "uv", "parts")
@@ -66,15 +68,18 @@ TEMPLATE_INT_ATTRS = ("model_size", "expression_size")
 
 #: Datasets version 2 added (a version 1 shard has none: all landmarks visible, no expressions).
 VERSION_2_DATASETS = ("landmark_state", "expression")
+#: Datasets version 3 added (a version 1 or 2 shard has none: every sample an original face).
+VERSION_3_DATASETS = ("view_delta",)
 
 
 def sample_schema(size: int, model_size: int, expression_size: int = 0,
                   version: int = FORMAT_VERSION) -> dict[str, tuple[str, tuple[int, ...]]]:
     """SCHEMA with S, C and E filled in: name -> (dtype, per-sample shape), without zero-sized datasets
-    (and, for `version` 1, without `VERSION_2_DATASETS`)."""
+    (and, for an older `version`, without the datasets later versions added)."""
     fill = {"S": int(size), "C": int(model_size), "E": int(expression_size)}
     schema = {k: (dt, tuple(fill.get(d, d) for d in shape)) for k, (dt, shape) in SCHEMA.items()}
-    return {k: v for k, v in schema.items() if 0 not in v[1] and (version >= 2 or k not in VERSION_2_DATASETS)}
+    later = (VERSION_2_DATASETS if version < 2 else ()) + (VERSION_3_DATASETS if version < 3 else ())
+    return {k: v for k, v in schema.items() if 0 not in v[1] and k not in later}
 
 
 def shard_name(split: str, number: int) -> str:

@@ -43,8 +43,8 @@ def check_values(f, where: str, n_parts: int) -> None:
         if out_of_range.any():
             i = lo + int(np.argmax(out_of_range.reshape(hi - lo, -1).any(axis=1)))
             raise ShardFormatError(f"{where}: uv of sample {i} is outside [0, 1] on the face or not 0 on background")
-        for name in ("crop_from_image", "crop_from_template", "pose", "coefficients", "expression"):
-            if name in f:  # expression: only for a model with expressions (format version 2)
+        for name in ("crop_from_image", "crop_from_template", "pose", "coefficients", "expression", "view_delta"):
+            if name in f:  # expression: only for a model with expressions (version 2); view_delta: version 3
                 _finite(name, f[name][lo:hi].astype(np.float64), where, lo)
         landmarks = f["landmarks"][lo:hi].astype(np.float64)
         if "landmark_state" in f:  # version 2: NaN exactly where a point is missing

@@ -90,7 +90,7 @@ def sample_metadata(split: str, i: int, size: int, rng) -> dict:
             "source": f"{split}/img{i:03d}.png", "source_size": np.array([size * 4 + i, size * 5 + 2 * i]),
             "fit_nme": rng.uniform(0, 0.05), "crop_from_template": rng.normal(size=(3, 4)),
             "pose": rng.uniform(-30, 30, 3), "coefficients": rng.normal(size=MODEL_SIZE),
-            "landmark_state": np.ones(68, np.uint8)}
+            "landmark_state": np.ones(68, np.uint8), "view_delta": np.zeros(2, np.float32)}
 
 
 def write_shards(root: Path, splits=None, size: int = 32, k: int = 10, seed: int = 0) -> Path:

@@ -30,6 +30,7 @@ def _sample(rng, i, size=8, c=3):
         "coefficients": rng.normal(size=c).astype(np.float32),
         "expression": rng.uniform(size=2).astype(np.float32),
         "landmark_state": rng.integers(1, 3, size=68).astype(np.uint8),
+        "view_delta": rng.uniform(-90, 90, size=2).astype(np.float32),
     }
 
 
@@ -45,7 +46,7 @@ def test_writer_round_trip_is_exact(tmp_path, compression):
     assert rec.samples == 3 and rec.bytes == (tmp_path / "train-00000.h5").stat().st_size and len(rec.sha256) == 64
     assert [p.name for p in tmp_path.iterdir()] == ["train-00000.h5"]  # no temporary left
     with h5py.File(tmp_path / "train-00000.h5", "r") as f:
-        assert f.attrs["format"] == "densereg-shards" and f.attrs["format_version"] == 2 and f.attrs["split"] == "train"
+        assert f.attrs["format"] == "densereg-shards" and f.attrs["format_version"] == 3 and f.attrs["split"] == "train"
         for name in SCHEMA:
             assert f[name].shape[0] == 3 and f[name].chunks[0] == 1
             assert f[name].compression == ("lzf" if compression == "lzf" or name not in ("image", "uv", "parts") else None)
@@ -165,9 +166,9 @@ def test_version_1_shards_still_read_and_verify(three_sample_shards):
 
 def test_reader_refuses_other_versions(three_sample_shards):
     index = json.loads((three_sample_shards / "index.json").read_text())
-    index["format_version"] = 3
+    index["format_version"] = 4
     (three_sample_shards / "index.json").write_text(json.dumps(index))
-    with pytest.raises(ShardFormatError, match="format_version 3, this reader reads 1 and 2"):
+    with pytest.raises(ShardFormatError, match="format_version 4, this reader reads 1, 2, 3"):
         open_shards(three_sample_shards)
     with pytest.raises(ShardFormatError, match="not a shard directory"):
         open_shards(three_sample_shards / "nope")
