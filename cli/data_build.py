@@ -50,6 +50,11 @@ def register(group: click.Group) -> None:
     @click.option("--max-skip-fraction", type=float, default=0.05, show_default=True,
                   help="Fail (exit 2) when more than this fraction is skipped.")
     @click.option("--compression", default="lzf", show_default=True, help="lzf (docs/FORMAT.md) or none (faster reads).")
+    @click.option("--views", default=None, metavar="yaw=D1,D2,...",
+                  help="Also render new views of every face, the head turned D degrees further towards profile "
+                       "(3D profiling, exact labels; deltas in [-90, 90]).")
+    @click.option("--views-pitch", default=None, metavar="P1,P2,...",
+                  help="Pitch deltas combined with every --views yaw delta (e.g. 0,-15,15).")
     @click.option("--overwrite", is_flag=True, help="Replace an output folder built with another configuration.")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="JSON/TOML file of build settings.")
     @click.pass_context
@@ -59,7 +64,8 @@ def register(group: click.Group) -> None:
 
         report = run_build(resolve_build_config(ctx, config_file))
         speed = f"{report.images_per_second:.1f} images/s" if report.labelled else "every shard was already complete"
-        click.echo(f"wrote {report.written} samples to {report.out} ({report.skipped} skipped; {speed})")
+        views = f", {report.views} of them new views" if report.views else ""
+        click.echo(f"wrote {report.written} samples{views} to {report.out} ({report.skipped} skipped; {speed})")
 
     @group.command("info")
     @click.argument("path", type=click.Path())
@@ -91,13 +97,14 @@ def register(group: click.Group) -> None:
     @click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
     @click.option("--n", type=click.IntRange(1, 400), default=16, show_default=True, help="Samples on the sheet.")
     @click.option("--split", default=None, help="Split or alias [default: all].")
-    def preview(path: str, out: str, n: int, split: str | None) -> None:
+    @click.option("--views", is_flag=True, help="One row per face: the original beside its new views (build --views).")
+    def preview(path: str, out: str, n: int, split: str | None, views: bool) -> None:
         """Contact sheet: crops with iso-u/iso-v lines, part colours and landmarks."""
         from densereg_data.build.preview import write_contact_sheet
         from densereg_data.io.outputs import check_output
 
         check_output(out, [path])
-        click.echo(f"wrote {write_contact_sheet(path, out, n=n, split=split)}")
+        click.echo(f"wrote {write_contact_sheet(path, out, views=views, n=n, split=split)}")
 
     @group.command("export")
     @click.argument("path", type=click.Path())

@@ -33,6 +33,9 @@ def train_options(f):
                      help="What makes best.pt (lowest wins); auto: val_dense, val_loss without template.h5, "
                           "train_loss without a val split. [auto]"),
         click.option("--no-augment", "augment", flag_value=False, default=None, help="Train without augmentation."),
+        click.option("--views/--originals-only", "views", default=None,
+                     help="Train on the new views of a `densereg-data build --views` too, or on the original "
+                          "faces only (validation always scores the originals). [--views]"),
         click.option("--stop-after-epoch", type=int, help="Stop after this epoch as if killed (continue with --resume)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False),
                      help="JSON or TOML file of TrainConfig values (TOML: top level or a [train] table)."),

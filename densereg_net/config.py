@@ -46,6 +46,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     augment: bool = True
+    views: bool = True  # train on the new views of a `--views` build too; False: the original faces only
     select_best: str = "auto"  # see SELECT_BEST; config.json holds the resolved choice
     stop_after_epoch: int = 0  # > 0: stop (as if killed) after this many epochs; for tests and budgets
     augment_config: dict = field(default_factory=lambda: AugmentConfig().to_dict())

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DeviceData",
+    "original_rows",
     "ShardDataset",
     "epoch_batches",
     "eval_batches",
@@ -52,7 +53,8 @@ def to_sample(raw: dict, index: int) -> dict:
 class ShardDataset(torch.utils.data.Dataset):
     """The samples of one split of a shard directory (docs/FORMAT.md), as torch tensors.
 
-    path: the shard directory (or its `ShardIndex`); split: a split, an alias or "all".
+    path: the shard directory (or its `ShardIndex`); split: a split, an alias or "all"; views: False
+    leaves out the new views of a `--views` build (only the original faces).
     Item: {"image": (3, S, S) float32 RGB in [0, 1], "uv": (2, S, S) float32 (u, v), 0 on background,
     "parts": (S, S) int64, "landmarks": (68, 2) float32 (x, y) crop pixels, "crop_from_image":
     (2, 3) float64, "source": str, "source_size": (2,) int32 (height, width), "fit_nme": () float32,
@@ -67,16 +69,17 @@ class ShardDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, path: str | os.PathLike | ShardIndex, split: str,
-                 transform: Callable[[dict], dict] | None = None):
+                 transform: Callable[[dict], dict] | None = None, views: bool = True):
         self.reader = open_shards(path.root if isinstance(path, ShardIndex) else path, split)
         self.split, self.transform = split, transform
         index = self.reader.index
         for rec in self.reader.shards:
             open_shard_file(index.root / rec["file"], size=index.image_size[0], samples=rec["samples"],
                             split=rec["split"]).close()
+        self.rows = None if views else original_rows(index, split)
 
     def __len__(self) -> int:
-        return len(self.reader)
+        return len(self.reader) if self.rows is None else len(self.rows)
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.transform, "set_epoch"):
@@ -84,8 +87,15 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         idx = range(len(self))[idx]  # IndexError outside the split
-        item = to_sample(self.reader[idx], idx)
+        item = to_sample(self.reader[idx if self.rows is None else int(self.rows[idx])], idx)
         return self.transform(item) if self.transform is not None else item
+
+
+def original_rows(index: ShardIndex, split: str) -> np.ndarray:
+    """(n,) int64 the positions in `split` of the original faces (`view_delta` (0, 0)), leaving out the
+    new views a build rendered (`densereg-data build --views`)."""
+    delta = read_split(index, split, ("view_delta",))["view_delta"]
+    return np.flatnonzero(~np.any(delta != 0, axis=1))
 
 
 def split_nbytes(index: ShardIndex, split: str) -> int:
@@ -114,8 +124,11 @@ class DeviceData:
     "index" (B,) int64.
     """
 
-    def __init__(self, index: ShardIndex, split: str, device: torch.device, augment: SeededAugment | None = None):
+    def __init__(self, index: ShardIndex, split: str, device: torch.device, augment: SeededAugment | None = None,
+                 views: bool = True):
         arrays = read_split(index, split, LABEL_KEYS)
+        if not views:
+            arrays = {k: v[original_rows(index, split)] for k, v in arrays.items()}
         self.tensors = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
         self.augment, self.device = augment, device
 

@@ -42,6 +42,7 @@ from densereg_net.config import SELECT_BEST, TrainConfig
 from densereg_net.data import (
     DeviceData,
     ShardDataset,
+    original_rows,
     epoch_batches,
     eval_batches,
     fits_in_memory,
@@ -107,14 +108,15 @@ def resolve_select_best(cfg: TrainConfig, has_val: bool, has_template: bool) -> 
 
 
 def make_source(index: ShardIndex, split: str, device: torch.device, cfg: TrainConfig,
-                augment: SeededAugment | None) -> ShardDataset | DeviceData:
+                augment: SeededAugment | None, views: bool = True) -> ShardDataset | DeviceData:
+    """The training (or validation) samples of `split`; views False: the original faces only."""
     mode = cfg.data_mode
     if mode == "auto":
         mode = "memory" if fits_in_memory(split_nbytes(index, split), device) else "stream"
     log.info("%s split: %s data path", split, f"in-memory (on {device})" if mode == "memory" else "streaming")
     if mode == "memory":
-        return DeviceData(index, split, device, augment)
-    return ShardDataset(index, split, augment)
+        return DeviceData(index, split, device, augment, views=views)
+    return ShardDataset(index, split, augment, views=views)
 
 
 @torch.no_grad()
@@ -199,8 +201,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
-    train_src = make_source(index, cfg.train_split, device, cfg, aug)
-    val_src = make_source(index, cfg.val_split, device, cfg, None) if has_val else None
+    train_src = make_source(index, cfg.train_split, device, cfg, aug, views=cfg.views)
+    # validation scores real faces: the new views of its faces (if built) are left out
+    val_src = make_source(index, cfg.val_split, device, cfg, None, views=False) if has_val else None
     n_train = len(train_src)
     steps_per_epoch = len(epoch_batches(n_train, cfg.batch_size, 0, cfg.seed, world, rank))
     opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
@@ -235,6 +238,8 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             log.warning("no validation split %r in %s", cfg.val_split, index.root)
         log.info("best.pt: the epoch with %s (select_best %s)", _BEST_WORDS[cfg.select_best], cfg.select_best)
     train_lm = read_split(index, cfg.train_split, ("landmarks",))["landmarks"].astype(np.float64)
+    if not cfg.views:
+        train_lm = train_lm[original_rows(index, cfg.train_split)]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():  # a point missing in every face: 0
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_lm = np.nan_to_num(np.nanmean(train_lm, axis=0))  # missing points (NaN) left out

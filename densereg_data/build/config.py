@@ -43,6 +43,8 @@ class BuildConfig:
     dask_processes: bool = True
     reduced_decode: bool = True
     compression: str = "lzf"
+    views: str | None = None  # new views of every face (3D profiling): yaw deltas "yaw=15,30,45", see build.views
+    views_pitch: str | None = None  # pitch deltas "0,-15,15" combined with every yaw delta
     overwrite: bool = False
     progress: bool = True
 
@@ -63,16 +65,36 @@ class BuildConfig:
             raise BuildError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
         if self.executor not in EXECUTORS:
             raise BuildError(f"unknown executor {self.executor!r} (valid: {', '.join(sorted(EXECUTORS))})")
+        if self.views_pitch is not None and self.views is None:
+            raise BuildError("--views-pitch needs --views (the yaw deltas, e.g. --views yaw=0 for pitch only)")
+        self.view_spec  # parses --views / --views-pitch: one ConfigError line when wrong
+
+    @property
+    def view_spec(self):
+        """The `build.views.ViewSpec` of --views / --views-pitch, None without --views."""
+        if self.views is None:
+            return None
+        from densereg_data.build.views import ViewSpec
+
+        return ViewSpec.parse(str(self.views), None if self.views_pitch is None else str(self.views_pitch))
+
+    @property
+    def samples_per_face(self) -> int:
+        """Samples one face can give: the original and each new view."""
+        spec = self.view_spec
+        return 1 + (len(spec.deltas) if spec is not None else 0)
 
     @classmethod
     def fields(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
 
     def shard_capacity(self) -> int:
-        """Samples per shard: the count limit, lowered so a shard stays under max_shard_bytes uncompressed."""
+        """Faces per shard: the sample count limit, lowered so a shard stays under max_shard_bytes
+        uncompressed, divided by the samples each face gives (the original and its views)."""
         per_sample = sum(int(np.prod(shape, dtype=np.int64)) * (np.dtype(dt).itemsize if dt != "str" else 64)
                          for dt, shape in sample_schema(self.size, 0).values())
-        return max(1, min(int(self.samples_per_shard), int(self.max_shard_bytes) // per_sample))
+        samples = max(1, min(int(self.samples_per_shard), int(self.max_shard_bytes) // per_sample))
+        return max(1, samples // self.samples_per_face)
 
 
 def output_config(cfg: BuildConfig, root: str | None, template: dict) -> dict:
@@ -85,4 +107,6 @@ def output_config(cfg: BuildConfig, root: str | None, template: dict) -> dict:
     if cfg.images is not None:
         build["images"] = str(Path(cfg.images).expanduser().resolve())
     build["samples_per_shard"] = cfg.shard_capacity()
+    if cfg.view_spec is not None:  # absent without views, so a plain build's config.json is unchanged
+        build["views"] = cfg.view_spec.to_text()
     return {"densereg_version": __version__, "format_version": FORMAT_VERSION, "template": template, "build": build}

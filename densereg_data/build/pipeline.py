@@ -50,6 +50,7 @@ class BuildReport:
     new_shards: int = 0
     seconds: float = 0.0
     labelled: int = 0
+    views: int = 0  # new views written (build.views), included in `written`
     stage_seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     bytes: int = 0
 
@@ -142,7 +143,8 @@ def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) ->
                 writer = None
                 try:
                     writer = ShardWriter(out / entry["file"], entry["split"], size=cfg.size, model_size=model_size,
-                                         capacity=len(entry["refs"]), attrs={"plan_sha256": entry["plan_sha256"]},
+                                         capacity=len(entry["refs"]) * cfg.samples_per_face,
+                                         attrs={"plan_sha256": entry["plan_sha256"]},
                                          compression=cfg.compression, expression_size=expression_size)
                     skips = []
                     for ref in entry["refs"]:
@@ -154,8 +156,11 @@ def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) ->
                             skips.append(res["skip"])
                         else:
                             t0 = time.perf_counter()
-                            writer.append(res["sample"])
+                            for sample in [res["sample"], *res.get("views", ())]:  # a face, then its new views
+                                writer.append(sample)
                             report.stage_seconds["write"] += time.perf_counter() - t0
+                            report.views += len(res.get("views", ()))
+                            skips += res.get("view_skips", [])
                         bar.update(1)
                         bar.set_postfix(skipped=n_skip_prev + sum(len(v) for v in skipped.values()) + len(skips), refresh=False)
                     t0 = time.perf_counter()
@@ -193,12 +198,14 @@ def _run_locked(cfg: BuildConfig, backend: Backend, out: Path, dataset, scan) ->
     report.skipped = len(all_skips)
     report.bytes = sum(r.bytes for r in ordered)
     _log_report(report, time.perf_counter() - t_start)
-    if report.skipped > cfg.max_skip_fraction * candidates:
+    # a view skipped for its pose or hidden area is expected (a turned face has fewer views): only faces count
+    faces_skipped = [s for s in all_skips if "view_delta" not in s]
+    if len(faces_skipped) > cfg.max_skip_fraction * candidates:
         kinds: dict[str, int] = {}
-        for s in all_skips:
+        for s in faces_skipped:
             kinds[s["kind"]] = kinds.get(s["kind"], 0) + 1
         raise BuildError(
-            f"{report.skipped} of {candidates} samples skipped ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), "
+            f"{len(faces_skipped)} of {candidates} samples skipped ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), "
             f"more than --max-skip-fraction {cfg.max_skip_fraction}; see {out / SKIPPED} (the shards written are kept)")
     return report
 

@@ -20,7 +20,7 @@ from densereg_data.conventions import MISSING, N_LANDMARKS, OCCLUDED, OUTER_EYE_
 from densereg_data.draw import PART_COLOURS, iso_uv_lines
 from densereg_data.errors import ShardFormatError
 
-__all__ = ["render_tile", "contact_sheet", "write_contact_sheet"]
+__all__ = ["render_tile", "contact_sheet", "views_sheet", "write_contact_sheet"]
 
 
 def render_tile(sample: dict, k: int = 10) -> np.ndarray:
@@ -82,11 +82,46 @@ def contact_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = N
     return np.asarray(sheet)
 
 
-def write_contact_sheet(path: str | os.PathLike, out: str | os.PathLike, **kwargs) -> Path:
-    """`contact_sheet` written as a PNG file at `out`."""
+def views_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = None, tile: int = 160) -> np.ndarray:
+    """One row per face: the original, then its new views (build.views) by delta, each tile captioned
+    with its view delta and pose; `n` faces with views, evenly spaced over the split; (H, W, 3) uint8."""
+    from PIL import Image, ImageDraw
+
+    from densereg_data.format.reader import open_shards
+
+    ds = open_shards(path, split)
+    small = ds[0:len(ds)] if len(ds) else {}
+    if not len(ds) or not np.any(np.asarray(small["view_delta"]) != 0):
+        raise ShardFormatError(f"no views to preview in {path} (split {split or 'all'}): build with --views")
+    delta = np.asarray(small["view_delta"], np.float64)
+    rows: dict[str, list[int]] = {}
+    for i, source in enumerate(small["source"]):
+        rows.setdefault(source, []).append(i)
+    faces = [r for r in rows.values() if any(np.all(delta[i] == 0) for i in r) and len(r) > 1]
+    faces = [faces[j] for j in np.unique(np.linspace(0, len(faces) - 1, max(1, min(int(n), len(faces)))).round().astype(int))]
+    cols = max(len(r) for r in faces)
+    cap = 12
+    sheet = Image.new("RGB", (cols * tile, len(faces) * (tile + cap)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for r, members in enumerate(faces):
+        members = sorted(members, key=lambda i: (bool(np.any(delta[i] != 0)), delta[i, 1], abs(delta[i, 0]), delta[i, 0]))
+        for c, i in enumerate(members):
+            sample = ds[int(i)]
+            im = Image.fromarray(render_tile(sample, ds.index.k)).resize((tile, tile), Image.BILINEAR)
+            x0, y0 = c * tile, r * (tile + cap)
+            sheet.paste(im, (x0, y0))
+            yaw = float(sample["pose"][0])
+            label = ("original" if not np.any(delta[i] != 0) else f"{delta[i, 0]:+g}/{delta[i, 1]:+g}") + f" yaw {yaw:.0f}"
+            draw.text((x0 + 3, y0 + tile), label, fill=(220, 220, 220))
+    ds.close()
+    return np.asarray(sheet)
+
+
+def write_contact_sheet(path: str | os.PathLike, out: str | os.PathLike, views: bool = False, **kwargs) -> Path:
+    """`contact_sheet` (or, with `views`, `views_sheet`) written as a PNG file at `out`."""
     from densereg_data.io.images import write_png
 
     out = Path(out)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    return write_png(out, contact_sheet(path, **kwargs))
+    return write_png(out, (views_sheet if views else contact_sheet)(path, **kwargs))

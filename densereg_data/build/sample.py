@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 __all__ = ["LabelSettings", "Backend", "decode_sample", "label_sample", "implausible_label", "printable", "STAGES"]
 
 #: Per-stage timers reported at the end of a build (seconds summed over samples).
-STAGES = ("decode", "fit", "crop+render", "write")
+STAGES = ("decode", "fit", "crop+render", "views", "write")
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,12 @@ class LabelSettings:
     margin: float
     max_fit_nme: float | None
     reduced_decode: bool = True
+    views: Any = None  # a `build.views.ViewSpec`: new views of every face labelled; None: none
 
     @classmethod
     def of(cls, cfg) -> "LabelSettings":
         """The settings of a `BuildConfig`."""
-        return cls(int(cfg.size), float(cfg.margin), cfg.max_fit_nme, bool(cfg.reduced_decode))
+        return cls(int(cfg.size), float(cfg.margin), cfg.max_fit_nme, bool(cfg.reduced_decode), cfg.view_spec)
 
 
 class Backend:
@@ -158,12 +159,17 @@ def decode_sample(ref: SampleRef, settings: LabelSettings):
 
 def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], Any]) -> dict[str, Any]:
     """Label one sample. Never raises on bad input: returns ``{"sample": arrays or None, "skip": {...} or
-    None, "times": {stage: seconds}}``. `sample` holds the shard datasets of docs/FORMAT.md."""
-    times = {"decode": 0.0, "fit": 0.0, "crop+render": 0.0}
+    None, "views": [arrays, ...], "view_skips": [{...}, ...], "times": {stage: seconds}}``. `sample`
+    holds the shard datasets of docs/FORMAT.md; `views` its new views (`settings.views`, build.views)
+    and `view_skips` the views not rendered, with the reason."""
+    times = {"decode": 0.0, "fit": 0.0, "crop+render": 0.0, "views": 0.0}
+    n_views = len(settings.views.deltas) if settings.views is not None else 0
 
     def skip(kind: str, reason: str) -> dict:
+        if n_views:
+            reason += f" (so none of its {n_views} views is rendered)"
         return {"sample": None, "skip": {"source": printable(ref.source), "split": ref.split, "kind": kind,
-                                         "reason": printable(reason)}, "times": times}
+                                         "reason": printable(reason)}, "views": [], "view_skips": [], "times": times}
 
     if printable(ref.source) != ref.source:
         return skip("name", f"file name is not valid UTF-8: {printable(ref.source)}")
@@ -221,4 +227,31 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
         "landmark_state": np.asarray(getattr(out, "landmark_state", np.full(cv.N_LANDMARKS, cv.VISIBLE)), np.uint8),
         "view_delta": np.zeros(2, np.float32),  # an original face; its new views (build.views) say their deltas
     }
-    return {"sample": sample, "skip": None, "times": times}
+    views, view_skips = [], []
+    if n_views:
+        t3 = time.perf_counter()
+        views, view_skips = _render_views(ref, settings, labeller, image, out, reduced)
+        times["views"] = time.perf_counter() - t3
+    return {"sample": sample, "skip": None, "views": views, "view_skips": view_skips, "times": times}
+
+
+def _render_views(ref: SampleRef, settings: LabelSettings, labeller, image: np.ndarray, out, reduced):
+    """The new views of one labelled face (build.views) as shard samples, and the views skipped."""
+    from densereg_data.build.views import render_views
+
+    views, skips = [], []
+    for view in render_views(labeller, image, out, settings.views, settings.size, settings.margin):
+        yaw, pitch = view["delta"]
+        if view["sample"] is None:
+            skips.append({"source": printable(ref.source), "split": ref.split, "kind": view["skip"]["kind"],
+                          "reason": printable(f"{ref.source} view yaw {yaw:+g} pitch {pitch:+g}: {view['skip']['reason']}"),
+                          "view_delta": [float(yaw), float(pitch)]})
+            continue
+        sample = dict(view["sample"])
+        sample["source"] = ref.source
+        sample["source_size"] = np.asarray(reduced.source_size, np.int32)
+        if reduced.factor != 1:  # as the original's: the view's crop from the full-resolution image
+            sample["crop_from_image"] = compose_affine(np.asarray(sample["crop_from_image"], np.float64),
+                                                       reduced.reduced_from_image)
+        views.append(sample)
+    return views, skips

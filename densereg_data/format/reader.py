@@ -125,9 +125,18 @@ def open_shard_file(path: str | os.PathLike, *, size: int | None = None, samples
     return f
 
 
+def absent_datasets(n: int) -> dict[str, np.ndarray]:
+    """What the datasets a shard of n samples may lack read as: `expression` of a model without
+    expressions (or a version 1 shard) (n, 0); `landmark_state` of a version 1 shard all visible;
+    `view_delta` of a version 1 or 2 shard (0, 0), every sample an original."""
+    return {"expression": np.zeros((n, 0), np.float32), "landmark_state": np.ones((n, N_LANDMARKS), np.uint8),
+            "view_delta": np.zeros((n, 2), np.float32)}
+
+
 def read_split(index: ShardIndex, split: str, keys=("image", "uv", "parts", "landmarks")) -> dict[str, np.ndarray]:
     """Every sample of a split in memory, e.g. {"image": (N, S, S, 3) uint8, "uv": (N, S, S, 2) float16,
-    "parts": (N, S, S) uint8, "landmarks": (N, 68, 2) float32}."""
+    "parts": (N, S, S) uint8, "landmarks": (N, 68, 2) float32}; a dataset a shard may lack reads as
+    `absent_datasets` says."""
     records = index.records(split)
     if not records:
         raise ShardFormatError(f"split {split!r} in {index.root} is empty (0 samples)")
@@ -137,7 +146,7 @@ def read_split(index: ShardIndex, split: str, keys=("image", "uv", "parts", "lan
         with open_shard_file(path, size=index.image_size[0], samples=rec["samples"], split=rec["split"]) as f, \
                 h5_guard(path):
             for k in keys:
-                parts[k].append(f[k][()])
+                parts[k].append(f[k][()] if k in f or k not in absent_datasets(0) else absent_datasets(rec["samples"])[k])
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -178,11 +187,7 @@ class ShardReader:
             f = open_shard_file(path, size=self.index.image_size[0], samples=rec["samples"], split=rec["split"])
             with h5_guard(path):
                 # a model without expressions (or a version 1 shard) has no `expression`: (n, 0) float32;
-                # a version 1 shard has no `landmark_state`: all visible; versions 1 and 2 no `view_delta`:
-                # every sample an original
-                absent = {"expression": np.zeros((rec["samples"], 0), np.float32),
-                          "landmark_state": np.ones((rec["samples"], N_LANDMARKS), np.uint8),
-                          "view_delta": np.zeros((rec["samples"], 2), np.float32)}
+                absent = absent_datasets(rec["samples"])
                 small = {n: f[n][()] if n in f else absent[n] for n in SCHEMA if n not in DENSE}
             self._files[k] = f
             self._small[k] = small
