@@ -167,7 +167,7 @@ def label_sample(ref: SampleRef, settings: LabelSettings, factory: Callable[[], 
 
     def skip(kind: str, reason: str) -> dict:
         if n_views:
-            reason += f" (so none of its {n_views} views is rendered)"
+            reason += f" (so its {n_views} new view{'s are' if n_views > 1 else ' is'} not rendered either)"
         return {"sample": None, "skip": {"source": printable(ref.source), "split": ref.split, "kind": kind,
                                          "reason": printable(reason)}, "views": [], "view_skips": [], "times": times}
 
