@@ -140,3 +140,12 @@ def test_nme_leaves_out_missing_points_and_faces_without_eye_corners():
     assert np.isnan(nme(pred, no_corner))
     summary = landmark_summary([0.01, float("nan"), 0.03])
     assert summary["n"] == 2 and summary["nme"] == pytest.approx(0.02)
+
+
+def test_a_face_not_found_is_a_failure_not_a_dropout():
+    from densereg_net.metrics import landmark_summary
+
+    summary = landmark_summary([0.01, float("inf"), 0.03, float("nan")])
+    assert summary["n"] == 3 and summary["missed"] == 1 and summary["nme"] == pytest.approx(0.02)
+    assert summary["failure_rate"] == pytest.approx(1 / 3)
+    assert summary["auc@0.08"] < landmark_summary([0.01, 0.03])["auc@0.08"] * 0.7
