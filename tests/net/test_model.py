@@ -56,3 +56,18 @@ def test_twenty_steps_on_one_batch_lower_the_loss(head, shards):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_part_dice_counts_every_part_alike_however_small():
+    from densereg_net.losses import part_dice_loss
+
+    parts = torch.zeros(2, 32, 32, dtype=torch.long)
+    parts[:, 4:28, 4:28] = 8  # rest of face: big
+    parts[:, 10:12, 8:11] = 3  # an eye: 6 pixels
+    exact = torch.nn.functional.one_hot(parts, 9).permute(0, 3, 1, 2).float() * 50
+    assert float(part_dice_loss(exact, parts)) < 0.01
+    no_eye = exact.clone()
+    no_eye[:, 8][parts == 3] = 50  # the eye predicted as rest of face: CE barely moves, Dice loses that part
+    no_eye[:, 3] = 0
+    ce = torch.nn.functional.cross_entropy
+    assert float(ce(no_eye, parts)) < 1.0 and float(part_dice_loss(no_eye, parts)) > 0.1
