@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from densereg_data import conventions as cv
-from densereg_data.build.views import (MAX_HIDDEN, MAX_PITCH, MAX_YAW, ViewSpec, render_views, sample_image,
-                                       sample_image_reference)
+from densereg_data.build.view_sources import sample_image, sample_image_reference
+from densereg_data.build.views import MAX_HIDDEN, MAX_PITCH, MAX_YAW, ViewSpec, render_views
 from densereg_data.errors import ConfigError
 from densereg_data.face.fit import FitResult
 from densereg_data.face.labeller import Labeller
