@@ -9,7 +9,8 @@ training mean in crop pixels), index_sha256 (of the shards' index.json), build_c
 config.json), version, epoch (next to run), step (next within it), global_step, best_metric (null:
 none yet), optimizer {param_groups}, scheduler (the LR scheduler's state).
 
-`load_checkpoint` returns the dict `save_checkpoint` was given (tensors on the CPU). It opens the file
+`load_checkpoint` returns the dict `save_checkpoint` was given (tensors on the CPU; ``template_arrays``
+as numpy arrays, plus ``template_facts``: the `TemplateFacts` with the face model, or None). It opens the file
 through the shard reader's guards (`check_plain_hdf5`, `h5_guard`: no external storage, links, virtual
 datasets or groups), checks the JSON and the model tensors' names, shapes and dtypes against the model
 the config builds before reading a byte of them, and bounds every other tensor; `restore_training`
@@ -30,16 +31,18 @@ import torch
 
 from densereg_data.errors import CheckpointError, ShardFormatError
 from densereg_data.format import ShardIndex
+from densereg_data.format.template_facts import ModelFacts, TemplateFacts
 from densereg_data.format.files import fsync_replace, tmp_path
 from densereg_data.format.reader import check_plain_hdf5, h5_guard
 from densereg_data.io.untrusted import regular_file
 from densereg_net.checkpoint_schema import (FORMAT, FORMAT_VERSION, MAX_META_BYTES, META_ATTR, TENSOR_DTYPES,
-                                            TENSOR_NAME, check_meta, check_model_tensors)
+                                            TENSOR_NAME, check_meta, check_model_tensors, check_template_tensors)
 from densereg_net.model import DenseRegNet, build_model
 
 log = logging.getLogger(__name__)
 
-__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "check_fits_shards", "restore_training"]
+__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint", "check_fits_shards", "restore_training",
+           "template_meta", "template_arrays"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_CHECKPOINT_BYTES = 64 << 30
@@ -58,7 +61,9 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
         tensors.update({f"optimizer:state:{i}:{name}": v for name, v in slots.items()})
     tensors["rng:torch"] = state["rng"]["torch"]
     tensors.update({f"rng:cuda:{d}": v for d, v in enumerate(state["rng"]["cuda"])})
-    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "rng")}
+    tensors.update({f"template:{k}": torch.from_numpy(np.ascontiguousarray(v))
+                    for k, v in (state.get("template_arrays") or {}).items()})
+    meta = {k: v for k, v in state.items() if k not in ("model", "optimizer", "rng", "template_arrays", "template_facts")}
     best = meta["best_metric"]
     meta.update(format=FORMAT, format_version=FORMAT_VERSION, best_metric=best if math.isfinite(best) else None,
                 optimizer={"param_groups": state["optimizer"]["param_groups"]})
@@ -113,9 +118,10 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
             raw = f.attrs.get(META_ATTR)
             listing = {name: (f[name].shape, _dtype(f[name])) for name in f.keys()}
         meta = check_meta(_parse_meta(raw, path), path)
-        model, opt_state, rng = _sort_tensors(listing, path)
+        model, opt_state, rng, template = _sort_tensors(listing, path)
         check_model_tensors({k: listing[n] for k, n in model.items()}, meta["model_config"], path)
         _check_sizes(opt_state, rng, listing, {listing[n][0] for n in model.values()}, path)
+        check_template_tensors({k: listing[n] for k, n in template.items()}, meta["template"], path)
         with h5_guard(path):
             state = {k: v for k, v in meta.items() if k not in ("format", "format_version")}
             state["model"] = {k: _tensor(f[n], map_location) for k, n in model.items()}
@@ -124,12 +130,48 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
                                   "param_groups": meta["optimizer"]["param_groups"]}
             state["rng"] = {"torch": _tensor(f["rng:torch"], "cpu"),
                             "cuda": [_tensor(f[f"rng:cuda:{d}"], "cpu") for d in range(len(rng) - 1)]}
+            state["template_arrays"] = {k: np.array(f[n][()]) for k, n in template.items()}
     bad = next((k for k, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if bad is not None:
         raise CheckpointError(f"{path}: model:{bad} holds NaN or infinite values")
     if state["best_metric"] is None:
         state["best_metric"] = math.inf
+    state["template_facts"] = _template_facts(state["template"], state["template_arrays"], path)
     return state
+
+
+def template_meta(facts: TemplateFacts | None) -> dict | None:
+    """The checkpoint's JSON ``template`` of the shards' template facts (None: the shards have none):
+    landmark_uv and eye_distance, and model_size and expression_size when they have the face model."""
+    if facts is None:
+        return None
+    meta = {"landmark_uv": facts.landmark_uv.tolist(), "eye_distance": facts.eye_distance}
+    if facts.model is not None:
+        meta.update(model_size=facts.model.model_size, expression_size=facts.model.n_coefficients - facts.model.model_size)
+    return meta
+
+
+def template_arrays(facts: TemplateFacts | None) -> dict[str, np.ndarray]:
+    """The ``template:<name>`` arrays a checkpoint carries (`TEMPLATE_DATASETS`): the grids and the face
+    model when the shards' template facts have the face model, so a dense fit needs the checkpoint alone;
+    none otherwise."""
+    if facts is None or facts.model is None:
+        return {}
+    return {"uv_to_xyz": facts.uv_to_xyz, "part_uv": facts.part_uv, **facts.model.arrays()}
+
+
+def _template_facts(meta: dict | None, arrays: dict[str, np.ndarray], path: Path) -> TemplateFacts | None:
+    """The checkpoint's template facts with the face model (None without ``template:`` arrays); the values
+    checked as template.h5's (CheckpointError naming the file)."""
+    if not arrays:
+        return None
+    try:
+        model = ModelFacts.from_dict(arrays, meta["model_size"])
+        return TemplateFacts(np.asarray(meta["landmark_uv"], np.float64), arrays["uv_to_xyz"], float(meta["eye_distance"]),
+                             arrays["part_uv"], {"model_size": meta["model_size"],
+                                                 "expression_size": meta["expression_size"]}, model)
+    except ShardFormatError as exc:
+        raise CheckpointError(f"{path}: template {str(exc).removeprefix('template facts: ')}") from None
 
 
 def _parse_meta(raw, path: Path):
@@ -151,9 +193,10 @@ def _dtype(ds) -> str:
     return ds.dtype.name if ds.dtype.fields is None and ds.dtype.kind in "biuf" else str(ds.dtype)[:40]
 
 
-def _sort_tensors(listing: dict, path: Path) -> tuple[dict, dict, dict]:
-    """Dataset names -> ({state_dict key: name}, {param index: {slot: name}}, {rng name: name})."""
-    model, opt_state, rng = {}, {}, {}
+def _sort_tensors(listing: dict, path: Path) -> tuple[dict, dict, dict, dict]:
+    """Dataset names -> ({state_dict key: name}, {param index: {slot: name}}, {rng name: name},
+    {template array: name})."""
+    model, opt_state, rng, template = {}, {}, {}, {}
     for name, (_, dtype) in listing.items():
         m = TENSOR_NAME.fullmatch(name)
         if m is None:
@@ -164,9 +207,11 @@ def _sort_tensors(listing: dict, path: Path) -> tuple[dict, dict, dict]:
             model[m["model"]] = name
         elif m["param"]:
             opt_state.setdefault(int(m["param"]), {})[m["slot"]] = name
+        elif m["template"]:
+            template[m["template"]] = name
         else:
             rng[name] = name
-    return model, opt_state, rng
+    return model, opt_state, rng, template
 
 
 def _check_sizes(opt_state: dict, rng: dict, listing: dict, param_shapes: set, path: Path) -> None:

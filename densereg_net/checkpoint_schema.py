@@ -17,12 +17,14 @@ import torch
 
 from densereg_data.config import check_value
 from densereg_data.conventions import N_LANDMARKS, PART_NAMES
-from densereg_data.errors import CheckpointError, ConfigError
+from densereg_data.errors import CheckpointError, ConfigError, ShardFormatError
+from densereg_data.format.schema import TEMPLATE_MODEL_SCHEMA
+from densereg_data.format.template_facts import check_model_listing
 from densereg_net.config import TrainConfig
 from densereg_net.model import HEADS, MAX_WIDTH, build_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "META_ATTR", "META_KEYS", "MAX_META_BYTES", "TENSOR_DTYPES", "TENSOR_NAME",
-           "check_meta", "check_model_tensors"]
+           "TEMPLATE_DATASETS", "check_meta", "check_model_tensors", "check_template_tensors"]
 
 FORMAT = "densereg-net checkpoint"
 FORMAT_VERSION = 1
@@ -31,7 +33,15 @@ META_ATTR = "densereg_checkpoint"
 MAX_META_BYTES = 16 << 20
 #: Dataset names: model:<state_dict key>, optimizer:state:<parameter index>:<name>, rng:torch, rng:cuda:<device>.
 TENSOR_NAME = re.compile(r"model:(?P<model>[A-Za-z0-9_.]{1,200})|optimizer:state:(?P<param>\d{1,6}):"
-                         r"(?P<slot>step|exp_avg|exp_avg_sq|max_exp_avg_sq)|rng:(?:torch|cuda:(?P<cuda>\d{1,3}))")
+                         r"(?P<slot>step|exp_avg|exp_avg_sq|max_exp_avg_sq)|rng:(?:torch|cuda:(?P<cuda>\d{1,3}))"
+                         r"|template:(?P<template>[a-z_]{1,40})")
+#: The shards' template facts a checkpoint carries as ``template:<name>`` datasets when the shards' template.h5
+#: has the face model (for a dense fit from the checkpoint alone): these grids and `TEMPLATE_MODEL_SCHEMA`'s
+#: arrays, all or none, checked by template.h5's rules; the JSON ``template`` then also holds model_size and
+#: expression_size.
+TEMPLATE_GRIDS = {"uv_to_xyz": ("float32", 3), "part_uv": ("uint8", 2)}
+TEMPLATE_DATASETS = (*TEMPLATE_GRIDS, *TEMPLATE_MODEL_SCHEMA)
+MAX_TEMPLATE_GRID = 4096
 #: The dtypes a stored tensor may have.
 TENSOR_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
 #: Every key of the JSON metadata (all required).
@@ -94,9 +104,12 @@ def check_meta(meta, path) -> dict:
     need(meta["image_size"] == [crop["size"]] * 2,
          f"image_size {_short(meta['image_size'])} disagrees with crop size {crop['size']}")
     t = meta["template"]
-    need(t is None or (isinstance(t, dict) and set(t) == {"landmark_uv", "eye_distance"}
-                       and _points(t["landmark_uv"], (N_LANDMARKS, 2)) and _is_num(t["eye_distance"], 1e-12, 1e12)),
-         f"template must be null or {{landmark_uv: 68 finite (u, v) pairs, eye_distance > 0}}, got {_short(t)}")
+    sizes = isinstance(t, dict) and set(t) == {"landmark_uv", "eye_distance", "model_size", "expression_size"}
+    need(t is None or (isinstance(t, dict) and (set(t) == {"landmark_uv", "eye_distance"} or sizes)
+                       and _points(t["landmark_uv"], (N_LANDMARKS, 2)) and _is_num(t["eye_distance"], 1e-12, 1e12)
+                       and (not sizes or (_is_int(t["model_size"], 0, 100_000) and _is_int(t["expression_size"], 0, 100_000)))),
+         f"template must be null or {{landmark_uv: 68 finite (u, v) pairs, eye_distance > 0[, model_size, expression_size: "
+         f"integers in 0..100000]}}, got {_short(t)}")
     need(_points(meta["mean_landmarks"], (N_LANDMARKS, 2)), "mean_landmarks must be 68 finite (x, y) pairs")
     sha = meta["index_sha256"]
     need(isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha) is not None,
@@ -153,3 +166,31 @@ def check_model_tensors(stored: dict[str, tuple[tuple[int, ...], str]], model_co
         want = (tuple(ref.shape), str(ref.dtype).removeprefix("torch."))
         if (tuple(shape), dtype) != want:
             raise CheckpointError(f"{path}: model:{name} is {tuple(shape)} {dtype}, but {built} has {want[0]} {want[1]}")
+
+
+def check_template_tensors(stored: dict[str, tuple[tuple[int, ...], str]], template, path) -> None:
+    """Raise CheckpointError unless `stored` ({name after ``template:``: (shape, numpy dtype name)}) is empty
+    or holds exactly `TEMPLATE_DATASETS`, by template.h5's rules (`check_model_listing`: dtypes, agreeing
+    shapes, size bounds, the model's coefficient count from the JSON `template`), before any is read."""
+    if not stored:
+        return
+    unknown = sorted(set(stored) - set(TEMPLATE_DATASETS))
+    if unknown:
+        raise CheckpointError(f"{path}: unexpected dataset template:{unknown[0][:40]} (not one of {', '.join(TEMPLATE_DATASETS)})")
+    if not isinstance(template, dict) or "model_size" not in template:
+        raise CheckpointError(f"{path}: template:* datasets, but the template metadata has no model_size and expression_size")
+    grid = None
+    for name, (dtype, ndim) in TEMPLATE_GRIDS.items():
+        if name not in stored:
+            raise CheckpointError(f"{path}: template:{name} missing (the face model needs the template grids)")
+        shape, got = stored[name]
+        grid = shape[0] if grid is None and shape else grid
+        want = (grid,) * 2 + (3,) * (ndim - 2)
+        if got != dtype or tuple(shape) != want or not 2 <= shape[0] <= MAX_TEMPLATE_GRID:
+            raise CheckpointError(f"{path}: template:{name} is {got} {tuple(shape)}, expected {dtype} {want} with "
+                                  f"G in 2..{MAX_TEMPLATE_GRID}")
+    try:
+        if not check_model_listing(stored, f"{path}: template", template["model_size"] + template["expression_size"]):
+            raise CheckpointError(f"{path}: template:uv_to_xyz and part_uv without the face model's arrays")
+    except ShardFormatError as exc:
+        raise CheckpointError(str(exc)) from None

@@ -37,7 +37,8 @@ from densereg_data.errors import CheckpointError, ConfigError, ShardFormatError
 from densereg_data.format import TEMPLATE, ShardIndex, TemplateFacts, read_split, read_template_facts
 from densereg_data.io.outputs import check_output
 from densereg_net.augment import AugmentConfig, SeededAugment
-from densereg_net.checkpoint import check_fits_shards, load_checkpoint, restore_training, save_checkpoint
+from densereg_net.checkpoint import (check_fits_shards, load_checkpoint, restore_training, save_checkpoint,
+                                     template_arrays, template_meta)
 from densereg_net.config import SELECT_BEST, TrainConfig
 from densereg_net.data import (
     DeviceData,
@@ -252,8 +253,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             "config": cfg.to_dict(), "model_config": dict(raw_model.config), "k": k,
             "part_names": list(index.part_names), "index_sha256": index.sha256, "build_config": index.build_config,
             "image_size": list(index.image_size), "crop": index.crop(),
-            "template": ({"landmark_uv": facts.landmark_uv.tolist(), "eye_distance": facts.eye_distance}
-                         if facts is not None else None),
+            "template": template_meta(facts), "template_arrays": template_arrays(facts),
             "mean_landmarks": mean_lm.tolist(), "version": _version(),
         }
 

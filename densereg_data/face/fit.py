@@ -4,12 +4,13 @@ The default camera is scaled orthographic; `camera="perspective"` refines the re
 camera. The fit alternates, a few times:
 
 1. camera: the scaled rotation + translation that best maps the current 3D landmarks to the 2D ones
-   (affine least squares projected onto the nearest scaled rotation);
+   (affine least squares projected onto the nearest scaled rotation, `geometry.model_fit.orthographic_camera`);
 2. shape: the Gaussian-prior MAP coefficients given the camera, in closed form by the model itself
    (`DeformableModel.map_coefficients`, `MorphableModel.map_coefficients`: identity and expression jointly);
 3. contour: the jaw landmarks 0-16 (but the chin, 8) slide along their template candidate curves to the
    point that is outermost in the image, i.e. on the visible silhouette of the turned face (as eos and
-   3DDFA do for the side turned away; on the near side the jaw point itself is outermost).
+   3DDFA do for the side turned away; on the near side the jaw point itself is outermost): the rule of
+   `geometry.model_fit.ContourCandidates`, which the dense fit (`densereg_net.dense_fit`) shares.
 
 The camera and pose conventions are `densereg_data.geometry.camera`'s.
 """
@@ -28,6 +29,7 @@ from densereg_data.face.shape_model import DeformableModel
 from densereg_data.face.contour import jaw_candidates
 from densereg_data.face.template import LandmarkBinding, Template
 from densereg_data.geometry.camera import Camera
+from densereg_data.geometry.model_fit import ContourCandidates, orthographic_camera
 from densereg_data.schemes import LandmarkScheme, load_scheme
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,10 @@ class Fitter:
     binding: LandmarkBinding | None = None
     landmark_vertices: np.ndarray = field(init=False)
     landmark_weights: np.ndarray = field(init=False)
+    #: (M,) int64 the template vertices of the jaw-contour candidates, row after row, and their rows,
+    #: landmarks and outward directions with the contour rule (`geometry.model_fit.ContourCandidates`)
+    contour_vertices: np.ndarray = field(init=False)
+    contour: ContourCandidates = field(init=False)
 
     def __post_init__(self) -> None:
         t = self.template
@@ -136,18 +142,17 @@ class Fitter:
         object.__setattr__(self, "_lm_mean", lm_mean)
         object.__setattr__(self, "_lm_funcs", lm_funcs)
         flat = np.concatenate(rows)
-        object.__setattr__(self, "_cand_vertices", flat)
+        object.__setattr__(self, "contour_vertices", flat)
         cand_mean, cand_local = self.model.at(flat)
         object.__setattr__(self, "_cand_mean", cand_mean)
         object.__setattr__(self, "_cand_funcs", cand_local)
-        starts = np.cumsum([0] + [len(r) for r in rows])[:-1]
-        object.__setattr__(self, "_cand_starts", starts)
-        object.__setattr__(self, "_cand_row", np.repeat(np.arange(len(rows)), [len(r) for r in rows]))
         # outward direction of each contour landmark, in the template's horizontal plane
         centre = points[self.scheme.ibug68[30]]
         outward = points[list(self.scheme.contour)] - centre
         outward[:, 2] = 0.0
-        object.__setattr__(self, "_outward", outward / np.linalg.norm(outward, axis=1, keepdims=True))
+        row = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+        object.__setattr__(self, "contour", ContourCandidates(np.asarray(self.scheme.contour, np.int64), row,
+                                                              outward / np.linalg.norm(outward, axis=1, keepdims=True)))
         jaw = set(self.scheme.contour) | {self.scheme.ibug68[8]}
         object.__setattr__(self, "_jaw_mask", np.isin(np.arange(n), sorted(jaw)))
 
@@ -169,13 +174,13 @@ class Fitter:
         coeffs = model.zero()
         # start: the camera from the inner landmarks alone (the jaw's correspondences are unknown yet)
         inner = np.where(self._jaw_mask, 0.0, inv_var)
-        _, rotation, _ = _orthographic_camera(mean, x, inner if (inner > 0).sum() >= config.min_landmarks else inv_var)
+        _, rotation, _ = orthographic_camera(mean, x, inner if (inner > 0).sum() >= config.min_landmarks else inv_var)
         points = self._update_contour(contour, coeffs, rotation, mean, funcs, vertices, weights)
         for _ in range(config.iterations):
-            scale, rotation, shift = _orthographic_camera(points, x, inv_var)
+            scale, rotation, shift = orthographic_camera(points, x, inv_var)
             coeffs = model.map_coefficients(x, mean, funcs, scale, rotation, shift, inv_var)
             points = self._update_contour(contour, coeffs, rotation, mean, funcs, vertices, weights)
-        scale, rotation, shift = _orthographic_camera(points, x, inv_var)
+        scale, rotation, shift = orthographic_camera(points, x, inv_var)
         camera = Camera("orthographic", rotation, np.array([shift[0], shift[1], 0.0]), scale=scale)
         if config.camera == "perspective":
             camera, coeffs = _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, model, config)
@@ -211,22 +216,13 @@ class Fitter:
             chosen = self._slide_contour(coeffs, rotation)
             mean[contour] = self._cand_mean[chosen]
             funcs[contour] = self._cand_funcs[chosen]
-            vertices[contour] = self._cand_vertices[chosen][:, None]
+            vertices[contour] = self.contour_vertices[chosen][:, None]
             weights[contour] = (1.0, 0.0, 0.0)
         return mean + self.model.displace(funcs, coeffs)
 
     def _slide_contour(self, coeffs: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Index into the candidate arrays of the outermost candidate of each contour row."""
-        points = self._cand_mean + self.model.displace(self._cand_funcs, coeffs)
-        image_xy = points @ rotation[:2].T  # (M, 2), scale and shift do not change the argmax
-        direction = self._outward @ rotation[:2].T  # (R, 2)
-        row_of = self._cand_row
-        score = (image_xy * direction[row_of]).sum(axis=1)
-        # argmax per row: sort-free via maximum.reduceat
-        best = np.maximum.reduceat(score, self._cand_starts)
-        hit = np.flatnonzero(score == best[row_of])
-        first = np.r_[True, row_of[hit][1:] != row_of[hit][:-1]]
-        return hit[first]
+        return self.contour.slide(self._cand_mean + self.model.displace(self._cand_funcs, coeffs), rotation)
 
     def project_landmarks(self, coefficients: np.ndarray, camera: Camera, slide_contour: bool = True) -> np.ndarray:
         """(68, 2) image positions of the landmarks of a shape seen by `camera`, the jaw points taken on
@@ -287,29 +283,6 @@ def _validate_landmarks(landmarks: np.ndarray, state: np.ndarray | None, config:
     if sv[0] <= 1e-9 or sv[1] / sv[0] < 1e-3:
         raise FitError("the landmarks are degenerate (all on one line or one point); no 3D pose fits them")
     return x, trust
-
-
-def _orthographic_camera(points: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Weighted scaled-orthographic camera: argmin sum_l w_l |s Q2 X_l + t - x_l|^2 (affine, then the nearest scaled rotation)."""
-    wsum = w.sum()
-    pc = (w @ points) / wsum
-    xc = (w @ x) / wsum
-    P = points - pc
-    Xc = x - xc
-    Pw = P * w[:, None]
-    try:
-        affine = np.linalg.solve(P.T @ Pw, Pw.T @ Xc).T  # (2, 3)
-    except np.linalg.LinAlgError:
-        raise FitError("no camera fits these landmarks (too few, or all on one plane of the model)") from None
-    u, sv, vt = np.linalg.svd(affine, full_matrices=False)
-    q2 = u @ vt
-    scale = float(np.sum((Pw @ q2.T) * Xc) / np.sum((Pw @ q2.T) * (P @ q2.T)))
-    if not np.isfinite(scale) or scale <= 0:
-        raise FitError(f"no valid camera: scale {scale}")
-    a, b = q2
-    rotation = np.array([a, b, [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]])
-    shift = xc - scale * (q2 @ pc)
-    return scale, rotation, shift
 
 
 def _refine_perspective(x, mean, funcs, camera, coeffs, inv_var, model, config: FitConfig):

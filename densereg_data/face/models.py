@@ -30,6 +30,7 @@ import numpy as np
 from densereg_data import conventions as cv
 from densereg_data.errors import TemplateError
 from densereg_data.face.fit import Fitter
+from densereg_data.face.model_facts import DEFAULT_BASIS_GRID, DEFAULT_BASIS_SIZE, dense_model_arrays
 from densereg_data.face.morphable import MorphableModel
 from densereg_data.face.shape_model import DeformableModel, laplace_beltrami_model
 from densereg_data.face.template import FRAME, Template, load_template, template_from_arrays
@@ -84,20 +85,23 @@ class FaceModel:
         """The fitter of this model (built once per model object)."""
         return Fitter(self.template, self.shape)
 
-    def facts(self, grid: int = 256) -> dict:
+    def facts(self, grid: int = 256, basis_grid: int | None = DEFAULT_BASIS_GRID, basis_size: int = DEFAULT_BASIS_SIZE) -> dict:
         """What a consumer of shards needs to score U-V predictions, without densereg (template.h5, docs/FORMAT.md).
 
         Returns landmark_uv (68, 2) float64; uv_to_xyz (G, G, 3) float32, the template position at U-V
         grid point [row, col] with u = col / (G - 1), v = 1 - row / (G - 1), NaN off the face;
         eye_distance float; part_uv (G, G) uint8 (0 off the face); and the attributes template_id,
         template_hash, units, model_size (number of identity coefficients), expression_size (number of
-        expression coefficients), expression_names (a JSON list) and model (the registry name).
+        expression coefficients), expression_names (a JSON list) and model (the registry name). Unless
+        `basis_grid` is None, also the face model for a dense fit (`face.model_facts.dense_model_arrays`:
+        `basis_size` directions on a `basis_grid` U-V grid; computed once per model and settings).
         """
         from densereg_data.face.pictures import uv_in_pixels
         from densereg_data.raster.api import face_labels, interpolate, rasterize
 
         if grid < 2:
             raise TemplateError(f"grid must be at least 2, got {grid}")
+        dense = {} if basis_grid is None else dense_model_arrays(self, int(basis_grid), int(basis_size))
         t = self.template
         raster = rasterize(uv_in_pixels(t.uv, grid), t.faces, (grid, grid))
         xyz = interpolate(raster, t.faces, t.vertices).astype(np.float32)
@@ -114,6 +118,7 @@ class FaceModel:
             "expression_size": int(self.shape.n_expression),
             "expression_names": json.dumps(list(self.expression_names)),
             "model": self.name,
+            **{name: a.copy() for name, a in dense.items()},
         }
 
     def summary(self) -> dict:

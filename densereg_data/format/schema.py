@@ -12,6 +12,7 @@ from densereg_data.conventions import N_LANDMARKS
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "READABLE_VERSIONS", "INDEX", "CONFIG", "TEMPLATE", "SKIPPED", "SHARD_RE", "TMP_PREFIX", "SCHEMA",
            "DENSE", "COMPRESSIONS", "TEMPLATE_SCHEMA", "TEMPLATE_ATTRS", "TEMPLATE_OPTIONAL_ATTRS", "TEMPLATE_INT_ATTRS",
+           "TEMPLATE_MODEL_SCHEMA", "TEMPLATE_MODEL_LIMITS", "TEMPLATE_MODEL_MAX_BYTES",
            "VERSION_2_DATASETS", "VERSION_3_DATASETS", "sample_schema", "shard_name"]
 
 FORMAT = "densereg-shards"
@@ -64,6 +65,29 @@ TEMPLATE_ATTRS = ("template_id", "template_hash", "units", "model_size")
 TEMPLATE_OPTIONAL_ATTRS = ("model", "expression_size", "expression_names")
 #: Integer-valued template.h5 attributes (the rest are strings).
 TEMPLATE_INT_ATTRS = ("model_size", "expression_size")
+#: template.h5's optional face-model datasets, for a dense fit (all or none; builds since the dense fit):
+#: dataset -> (dtype, shape) with "B" the basis grid side, "A" the axes a basis direction moves (3: a
+#: vector direction with one coefficient; 1: a scalar direction with one coefficient per axis), "K" the
+#: directions, "D" the model's coefficients per direction (N = model_size + expression_size for A = 3,
+#: N / 3 for A = 1), "S" linear constraints on the coefficients (0 for A = 3), "M" the contour
+#: candidates, "R" the sliding jaw landmarks.
+TEMPLATE_MODEL_SCHEMA: dict[str, tuple[str, tuple]] = {
+    "uv_to_basis": ("float32", ("B", "B", "A", "K")),
+    "basis_sd": ("float64", ("K",)),
+    "basis_to_model": ("float64", ("K", "D")),
+    "basis_constraints": ("float64", ("S", "K", 3)),
+    "landmark_mean": ("float64", (N_LANDMARKS, 3)),
+    "landmark_basis": ("float32", (N_LANDMARKS, "A", "K")),
+    "contour_mean": ("float64", ("M", 3)),
+    "contour_basis": ("float32", ("M", "A", "K")),
+    "contour_row": ("int64", ("M",)),
+    "contour_landmarks": ("int64", ("R",)),
+    "contour_outward": ("float64", ("R", 3)),
+}
+#: Bounds a reader holds the face-model datasets to (an untrusted file): each symbol's largest value,
+#: and the most bytes all of them may take together.
+TEMPLATE_MODEL_LIMITS = {"B": 512, "A": 3, "K": 512, "D": 100_000, "S": 8, "M": 100_000, "R": N_LANDMARKS}
+TEMPLATE_MODEL_MAX_BYTES = 64 << 20
 
 
 #: Datasets version 2 added (a version 1 shard has none: all landmarks visible, no expressions).

@@ -16,7 +16,8 @@ from densereg_data.conventions import DEFAULT_K, PART_NAMES
 from densereg_data.errors import ShapeError
 from densereg_data.format.files import atomic_write_bytes, dumps_json
 from densereg_data.format.schema import (COMPRESSIONS, DENSE, FORMAT, FORMAT_VERSION, INDEX, TEMPLATE_ATTRS,
-                                         TEMPLATE_INT_ATTRS, TEMPLATE_OPTIONAL_ATTRS, TEMPLATE_SCHEMA, sample_schema)
+                                         TEMPLATE_INT_ATTRS, TEMPLATE_MODEL_SCHEMA, TEMPLATE_OPTIONAL_ATTRS,
+                                         TEMPLATE_SCHEMA, sample_schema)
 
 __all__ = ["ShardRecord", "ShardWriter", "write_template", "write_index"]
 
@@ -151,14 +152,21 @@ class ShardWriter:
 
 
 def write_template(path: str | os.PathLike, facts: dict[str, Any]) -> Path:
-    """Write template.h5 from `template_facts(...)`: the TEMPLATE_SCHEMA arrays and TEMPLATE_ATTRS."""
+    """Write template.h5 from `FaceModel.facts(...)`: the TEMPLATE_SCHEMA arrays and TEMPLATE_ATTRS, and
+    the TEMPLATE_MODEL_SCHEMA arrays (the face model for a dense fit) when `facts` has them (all or none)."""
     final = Path(path)
+    model = [name for name in TEMPLATE_MODEL_SCHEMA if name in facts]
+    if model and len(model) != len(TEMPLATE_MODEL_SCHEMA):
+        raise ShapeError(f"template facts hold some face-model arrays ({', '.join(model)}) but not all of "
+                         f"{', '.join(TEMPLATE_MODEL_SCHEMA)}")
     f = _in_memory_h5(final)
     try:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         for name, (dtype, _) in TEMPLATE_SCHEMA.items():
             f.create_dataset(name, data=np.asarray(facts[name], dtype=dtype))
+        for name in model:
+            f.create_dataset(name, data=np.asarray(facts[name], dtype=TEMPLATE_MODEL_SCHEMA[name][0]))
         for key in TEMPLATE_ATTRS:
             value = facts[key]
             f.attrs[key] = int(value) if key in TEMPLATE_INT_ATTRS else str(value)
