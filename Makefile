@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-build-isolation menpo3d
 	# pyrender pins PyOpenGL 3.1.0, which fails with OSMesa: install it alone, then a PyOpenGL that works
 	$(BIN)/pip install --quiet --no-deps pyrender==0.1.45
-	$(BIN)/pip install --quiet --no-build-isolation -e ".[data,gl,dask,video,test]"
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[data,gl,dask,video,test,detect]"
 	# the fit benchmark's peer (optional: its tests skip without it)
 	-$(BIN)/pip install --quiet eos-py
 	-$(MAKE) --no-print-directory gl

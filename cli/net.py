@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import click
 from densereg_cli.common import run_group, setup_logging, verbosity_options
-from densereg_cli.net_predict import parse_bbox, prediction_paths, write_prediction
+from densereg_cli.net_predict import parse_bbox, prediction_paths
 from densereg_cli.net_train import train_config, train_options
 
 
@@ -46,17 +46,24 @@ def train_cmd(resume: bool, config_file: str | None, **flags) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Report directory (report.json, CED PNGs, sheet.png).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def eval_cmd(checkpoint, shards, split, out, batch_size, device) -> None:
+@click.option("--fit", "dense_fit", is_flag=True,
+              help="Also read the landmarks out by a dense fit of the face model (scored beside the nearest-U-V ones).")
+def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit) -> None:
     """Score CHECKPOINT on a split of SHARDS: landmark NME/AUC/failures, dense error, part mIoU."""
     from densereg_net.evaluate import evaluate
 
-    r = evaluate(checkpoint, shards, split, out, batch_size, device)
+    r = evaluate(checkpoint, shards, split, out, batch_size, device, fit=dense_fit)
     b = r["mean_shape_baseline"]["landmarks"]
+    fitted = ""
+    if dense_fit:
+        f = r["dense_fit"]
+        fitted = (f" || dense fit: NME {f['landmarks']['nme']:.4f} AUC@0.08 {f['landmarks']['auc@0.08']:.4f} "
+                  f"failure {f['landmarks']['failure_rate']:.3f} ({f['ms_per_face']:.1f} ms/face, {f['failed']} failed)")
     click.echo(f"{r['split']} ({r['samples']} images, head {r['head']}; {r['split_reason']}): "
                f"NME {r['landmarks']['nme']:.4f} | AUC@0.08 {r['landmarks']['auc@0.08']:.4f} | "
                f"failure {r['landmarks']['failure_rate']:.3f} | dense {r['dense']['error']:.4f} "
                f"(AUC@0.1 {r['dense']['auc@0.1']:.4f}) | part mIoU {r['parts']['miou']:.4f} || "
-               f"mean shape: NME {b['nme']:.4f} AUC@0.08 {b['auc@0.08']:.4f} failure {b['failure_rate']:.3f}")
+               f"mean shape: NME {b['nme']:.4f} AUC@0.08 {b['auc@0.08']:.4f} failure {b['failure_rate']:.3f}{fitted}")
 
 
 @cli.command("predict")
@@ -65,21 +72,35 @@ def eval_cmd(checkpoint, shards, split, out, batch_size, device) -> None:
 @click.option("--landmarks", "landmarks_path", type=click.Path(dir_okay=False),
               help=".pts (1-based) or .ljson landmarks giving the crop.")
 @click.option("--bbox", help="Face box X0,Y0,X1,Y1 (0-based pixels) giving the crop.")
+@click.option("--detector", default="mtcnn", show_default=True,
+              help="Without --landmarks and --bbox: the face detector (mtcnn, dlib-hog or haar); every face found is predicted.")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def predict_cmd(checkpoint, image, landmarks_path, bbox, out, device) -> None:
-    """Predict IUV, an overlay and 68 landmarks (.pts) for the face in IMAGE."""
+@click.option("--fit", "dense_fit", is_flag=True,
+              help="Also fit the face model to the dense output: pose, coefficients, 68 landmarks and the mesh "
+                   "(STEM_fit.pts, STEM_fit.json, STEM_fit.obj).")
+def predict_cmd(checkpoint, image, landmarks_path, bbox, detector, out, device, dense_fit) -> None:
+    """Predict IUV, an overlay and 68 landmarks (.pts) for the face in IMAGE (given by --landmarks or --bbox),
+    or for every face a detector finds in it (files STEM_face0_*, STEM_face1_*, ...; exit 2 when none)."""
     from pathlib import Path
 
+    from densereg_cli.net_predict import fit_paths, predict_faces, write_outputs
     from densereg_data.io.images import read_image
     from densereg_net.predict import Predictor
 
     inputs = [checkpoint, image] + ([landmarks_path] if landmarks_path else [])
-    paths = prediction_paths(out, Path(image).stem, inputs)
-    box = parse_bbox(bbox) if bbox else None
-    predictor = Predictor(checkpoint, device)
-    pixels = read_image(image)
-    for f in write_prediction(predictor.predict(pixels, landmarks_path, box), pixels, paths, predictor.k):
+    if landmarks_path is None and bbox is None:
+        predictor = Predictor(checkpoint, device)
+        files = predict_faces(predictor, read_image(image), image, out, inputs, detector, fit=dense_fit)
+    else:
+        stem = Path(image).stem
+        prediction_paths(out, stem, inputs) + (fit_paths(out, stem, inputs) if dense_fit else [])  # checked first
+        box = parse_bbox(bbox) if bbox else None
+        predictor = Predictor(checkpoint, device)
+        pixels = read_image(image)
+        files = write_outputs(predictor.predict(pixels, landmarks_path, box, fit=dense_fit), pixels, stem, out, inputs,
+                              predictor, dense_fit)
+    for f in files:
         click.echo(f)
 
 

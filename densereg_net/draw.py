@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from densereg_data.draw import PART_COLOURS, overlay, uv_colour
-from densereg_data.geometry.affine import apply_affine, invert_affine
+from densereg_data.geometry.affine import apply_affine, compose_affine, invert_affine
+from densereg_data.geometry.crop import warp_crop
 
 #: Line colours of the CED curves.
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
@@ -49,11 +50,11 @@ def draw_curves(curves: dict, path, xmax: float, xlabel: str, title: str, size=(
     img.save(path)
 
 
-def draw_points(img: Image.Image, pts: np.ndarray, colour, r: float = 1.5) -> None:
-    """Filled dots of radius r at pts (n, 2) (x, y) pixels on a PIL image, in place."""
+def draw_points(img: Image.Image, pts: np.ndarray, colour, r: float = 1.5, outline=None) -> None:
+    """Filled dots of radius r at pts (n, 2) (x, y) pixels on a PIL image (ringed in `outline`), in place."""
     d = ImageDraw.Draw(img)
     for x, y in pts:
-        d.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+        d.ellipse([x - r, y - r, x + r, y + r], fill=colour, outline=outline)
 
 
 def sheet(rows: list[dict], path, scale: int = 1) -> None:
@@ -101,10 +102,40 @@ def labels_to_image(uv: np.ndarray, parts: np.ndarray, crop_from_image: np.ndarr
     return out_uv, out_parts
 
 
+#: Side (pixels) the face panel of `prediction_overlay` is at least drawn at.
+OVERLAY_ZOOM = 384
+
+
 def prediction_overlay(image: np.ndarray, uv: np.ndarray, parts: np.ndarray, crop_from_image: np.ndarray,
                        landmarks: np.ndarray, k: int = 10) -> np.ndarray:
-    """The source image (H, W, 3) uint8 with the predicted parts and iso-U-V lines (crop labels uv
-    (S, S, 2), parts (S, S) mapped back by `labels_to_image`) and the predicted landmarks (68, 2)
-    image pixels: `densereg_data.draw.overlay` on the image frame. -> (H, W, 3) uint8."""
-    uv_img, parts_img = labels_to_image(uv, parts, crop_from_image, image.shape[:2])
-    return overlay(image, uv_img, parts_img, landmarks=landmarks, k=k)
+    """A picture of one prediction, readable however small the face is in the photo.
+
+    Two panels side by side, both Z pixels tall (Z = the crop size S times the smallest integer that
+    reaches `OVERLAY_ZOOM`): on the left the whole image (H, W, 3) uint8, scaled to height Z (and to
+    width at most 3 Z), with the crop square outlined; on the right the crop square resampled from the
+    source image at Z x Z, with the predicted parts and iso-U-V lines (`densereg_data.draw.overlay`; crop
+    labels uv (S, S, 2), parts (S, S), each spread over its (Z / S)^2 zoom pixels) and the predicted
+    landmarks (68, 2) image pixels as dots scaled to the face (radius Z / 128). -> (Z, w + 8 + Z, 3) uint8.
+    """
+    S = parts.shape[0]
+    n = -(-OVERLAY_ZOOM // S)
+    Z = n * S
+    zoom_from_crop = np.array([[n, 0.0, 0.5 * n - 0.5], [0.0, n, 0.5 * n - 0.5]])  # pixel centres stay centres
+    zoom_from_image = compose_affine(zoom_from_crop, crop_from_image)
+    face = overlay(warp_crop(image, zoom_from_image, Z), np.repeat(np.repeat(uv, n, 0), n, 1),
+                   np.repeat(np.repeat(parts, n, 0), n, 1), k=k)
+    face_img = Image.fromarray(face)
+    draw_points(face_img, apply_affine(zoom_from_image, landmarks), (0, 255, 0), r=Z / 128, outline=(0, 0, 0))
+
+    H, W = image.shape[:2]
+    scale = min(Z / H, 3 * Z / W)
+    w, h = max(1, round(W * scale)), max(1, round(H * scale))
+    whole = Image.fromarray(image).resize((w, h), Image.BILINEAR)
+    corners = apply_affine(invert_affine(crop_from_image), np.array([[-0.5, -0.5], [S - 0.5, S - 0.5]]))
+    (x0, y0), (x1, y1) = (corners + 0.5) * scale - 0.5
+    ImageDraw.Draw(whole).rectangle([x0, y0, x1, y1], outline=(0, 255, 0), width=max(2, Z // 192))
+
+    out = Image.new("RGB", (w + 8 + Z, Z), (255, 255, 255))
+    out.paste(whole, (0, (Z - h) // 2))
+    out.paste(face_img, (w + 8, 0))
+    return np.asarray(out)

@@ -1,8 +1,12 @@
-"""Prediction on one face: `Predictor(checkpoint).predict(image, landmarks=None, bbox=None)` -> arrays.
+"""Prediction: `Predictor(checkpoint).predict(image, landmarks=None, bbox=None)` -> arrays for one face,
+`Predictor(checkpoint).predict_all(image)` -> one `Prediction` per face a detector finds.
 
 The face crop is `densereg_data.geometry.crop`'s rule (the one the shard builder uses), with the
 margin and size the checkpoint's shards were built with; the image is read by
 `densereg_data.io.images.read_image` and landmark files by `densereg_data.io.landmarks.read_landmarks`.
+`predict_all` finds faces with `densereg_net.detect.detect_faces` and crops each around
+`densereg_net.detect.landmark_box` of its detector box (the box its 68 landmarks are expected to span),
+so a detected crop matches the crop rule the shards were built with.
 Nothing is written here: `densereg-net predict` (densereg_cli) writes the pictures and the .pts file.
 
 Convention: prediction frames
@@ -13,6 +17,7 @@ Convention: prediction frames
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -20,14 +25,17 @@ import numpy as np
 import torch
 
 from densereg_data.conventions import LANDMARK_LIMIT_PX
-from densereg_data.errors import CheckpointError, InputError, ShapeError
+from densereg_data.errors import CheckpointError, FitError, InputError, ShapeError
 from densereg_data.geometry.affine import apply_affine, invert_affine
 from densereg_data.geometry.crop import crop_from_box, crop_from_landmarks, warp_crop
 from densereg_data.io.images import read_image
 from densereg_data.io.landmarks import Landmarks, read_landmarks
 from densereg_net.checkpoint import load_checkpoint, model_from_checkpoint
+from densereg_net.detect import DEFAULT_DETECTOR, detect_faces, landmark_box
 from densereg_net.device import autocast, resolve_device, to_model_layout
 from densereg_net.metrics import landmarks_from_uv
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Prediction", "Predictor"]
 
@@ -38,7 +46,9 @@ class Prediction:
 
     uv: (S, S, 2) float32 (u, v), 0 on background; parts: (S, S) uint8, 0 = background;
     fg: (S, S) bool (parts > 0); landmarks: (68, 2) float64 (x, y) image pixels;
-    crop_from_image: (2, 3) float64; crop: (S, S, 3) uint8 RGB, the network's input.
+    crop_from_image: (2, 3) float64; crop: (S, S, 3) uint8 RGB, the network's input;
+    detection: (5,) float64 (x0, y0, x1, y1, score) image pixels, the detector's box the crop came
+    from (`Predictor.predict_all`), None when the crop came from landmarks or a box.
     """
 
     uv: np.ndarray
@@ -47,6 +57,11 @@ class Prediction:
     landmarks: np.ndarray
     crop_from_image: np.ndarray
     crop: np.ndarray
+    detection: np.ndarray | None = None
+    #: with ``fit=True``: the face model fitted to the dense U-V (`densereg_net.dense_fit.DenseFit`, crop
+    #: pixels) and its 68 landmarks (68, 2) float64 in image pixels
+    fit: object | None = None
+    fit_landmarks: np.ndarray | None = None
 
 
 class Predictor:
@@ -65,6 +80,8 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model_from_checkpoint(ckpt, self.device)
         self.landmark_uv = torch.tensor(ckpt["template"]["landmark_uv"], dtype=torch.float64)
+        self.facts = ckpt.get("template_facts")  # TemplateFacts with the face model (dense fit), or None
+        self.checkpoint = str(checkpoint)
 
     def crop_from_image(self, landmarks=None, bbox=None) -> np.ndarray:
         """(2, 3) float64 crop_from_image from exactly one of `landmarks` ((68, 2) (x, y) pixels or a
@@ -99,25 +116,71 @@ class Predictor:
                              f"(more than {LANDMARK_LIMIT_PX:g})")
         return A
 
-    @torch.no_grad()
-    def predict(self, image, landmarks=None, bbox=None) -> Prediction:
+    def predict(self, image, landmarks=None, bbox=None, fit: bool = False) -> Prediction:
         """Predict U-V, parts and the 68 landmarks of the face given by `landmarks` or `bbox`.
 
         image: (H, W, 3) uint8 RGB or an image path; landmarks: (68, 2) float (x, y) pixels or a
-        .pts/.ljson path; bbox: (x0, y0, x1, y1) pixels. Exactly one of landmarks and bbox.
+        .pts/.ljson path; bbox: (x0, y0, x1, y1) pixels. Exactly one of landmarks and bbox. fit: also
+        fit the face model to the dense output (`Prediction.fit`, `fit_landmarks`; `densereg_net.dense_fit`).
         """
-        if isinstance(image, (str, os.PathLike)):
-            image = read_image(image)
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ShapeError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
-        A = self.crop_from_image(landmarks, bbox)
+        self._check_fit(fit)
+        image = _image(image)
+        return self._predict_crop(image, self.crop_from_image(landmarks, bbox), fit=fit)
+
+    def _check_fit(self, fit: bool) -> None:
+        if fit and (self.facts is None or self.facts.model is None):
+            from densereg_net.dense_fit import NO_FACE_MODEL
+
+            raise CheckpointError(f"{self.checkpoint} {NO_FACE_MODEL}")
+
+    def predict_all(self, image, detector: str = DEFAULT_DETECTOR, max_faces: int | None = None,
+                    fit: bool = False) -> list[Prediction]:
+        """Predict every face `detector` finds in `image` ((H, W, 3) uint8 RGB or an image path): one
+        `Prediction` per face, the largest detector box first (ties: the more confident); [] when none.
+
+        Each crop is the shards' crop rule around `densereg_net.detect.landmark_box` of the detector box;
+        `max_faces` keeps the first that many. Detection runs on the CPU (see `densereg_net.detect`).
+        """
+        self._check_fit(fit)
+        image = _image(image)
+        boxes = detect_faces(image, detector)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        boxes = boxes[np.lexsort((-boxes[:, 4], -area))][:max_faces]
+        return [self._predict_crop(image, self._within_reach(
+                    crop_from_box(landmark_box(b, detector), self.size, self.margin), "detected face"), b, fit)
+                for b in boxes]
+
+    @torch.no_grad()
+    def _predict_crop(self, image: np.ndarray, A: np.ndarray, detection: np.ndarray | None = None,
+                      fit: bool = False) -> Prediction:
+        """The network on the crop `A` (crop_from_image (2, 3)) of image (H, W, 3) uint8; with `fit`, the
+        dense fit of the face model too (a fit that fails leaves `Prediction.fit` None, logged)."""
+        from densereg_net.dense_fit import dense_confidence, fit_dense, head_outputs
+
         crop = warp_crop(image, A, self.size)
         x = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float().div(255).to(self.device)  # (1, 3, S, S)
-        with autocast(self.device):
+        with autocast(self.device), head_outputs(self.model) as head:
             pred = self.model.predict(to_model_layout(x))
         uv, parts, fg = pred["uv"][0].float(), pred["parts"][0], pred["fg"][0]
         lm_crop = landmarks_from_uv(uv, fg, self.landmark_uv).numpy()
-        return Prediction(uv=uv.permute(1, 2, 0).cpu().numpy(), parts=parts.cpu().numpy().astype(np.uint8),  # (S, S, 2)
-                          fg=fg.cpu().numpy(), landmarks=apply_affine(invert_affine(A), lm_crop),
-                          crop_from_image=A, crop=crop)
+        uv_np, fg_np = uv.permute(1, 2, 0).cpu().numpy(), fg.cpu().numpy()  # (S, S, 2), (S, S)
+        dense, fit_lm = None, None
+        if fit:
+            try:
+                dense = fit_dense(uv_np, fg_np, dense_confidence(head["out"])[0].cpu().numpy(), self.facts)
+                fit_lm = apply_affine(invert_affine(A), dense.landmarks)
+            except (FitError, ShapeError) as exc:
+                log.warning("dense fit failed: %s", exc)
+        return Prediction(uv=uv_np, parts=parts.cpu().numpy().astype(np.uint8), fg=fg_np,
+                          landmarks=apply_affine(invert_affine(A), lm_crop), crop_from_image=A, crop=crop,
+                          detection=detection, fit=dense, fit_landmarks=fit_lm)
+
+
+def _image(image) -> np.ndarray:
+    """An image path or array -> (H, W, 3) uint8 RGB array; ShapeError for any other array."""
+    if isinstance(image, (str, os.PathLike)):
+        image = read_image(image)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ShapeError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    return image

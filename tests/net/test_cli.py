@@ -100,7 +100,8 @@ def test_predict_cli_writes_iuv_overlay_and_pts(run, tmp_path):
     iuv = np.asarray(Image.open(tmp_path / "out" / "face_iuv.png"))
     assert iuv.shape == (32, 32, 3) and np.array_equal(iuv[..., 0], pred.parts)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "face_crop.png")), pred.crop)
-    assert np.asarray(Image.open(tmp_path / "out" / "face_overlay.png")).shape == (50, 70, 3)
+    # the whole photo (scaled to 384 px high) beside the zoomed crop (3 x 128 px)
+    assert np.asarray(Image.open(tmp_path / "out" / "face_overlay.png")).shape == (384, 930, 3)
     assert np.array_equal(read_pts(tmp_path / "out" / "face.pts").points, pred.landmarks)  # exact round trip
     assert main(["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.png"),
                  "--bbox", "20,10,45,40", "--out", str(tmp_path / "out2")]) == 0
@@ -128,10 +129,10 @@ def test_bench_cli_runs(capsys):
 # --- bad input: one line each, exit 2 ---
 
 def test_wrong_format_version(tmp_path, capsys):
-    shards = rewrite_index(write_shards(tmp_path / "s"), format_version=3)
-    with pytest.raises(ShardFormatError, match="format_version 3, this reader reads 1 and 2"):
+    shards = rewrite_index(write_shards(tmp_path / "s"), format_version=4)
+    with pytest.raises(ShardFormatError, match="format_version 4, this reader reads 1, 2, 3"):
         ShardIndex.open(shards)
-    one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format_version 3")
+    one_line_error(capsys, ["train", str(shards), "--out", str(tmp_path / "r")], "format_version 4")
 
 
 def test_not_a_shard_directory(tmp_path, capsys):
@@ -181,8 +182,11 @@ def test_bad_bbox_and_missing_crop(run, tmp_path, capsys):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "f.png")
     one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
                              "--bbox", "1,2,3", "--out", str(tmp_path / "o")], "--bbox must be X0,Y0,X1,Y1")
+    # neither --landmarks nor --bbox: the detector runs (or the missing detect extra is named), one line naming the image
     one_line_error(capsys, ["predict", str(run / "run" / "best.pt"), str(tmp_path / "f.png"),
-                             "--out", str(tmp_path / "o")], "exactly one of landmarks")
+                             "--out", str(tmp_path / "o")], "f.png")
+    with pytest.raises(InputError, match="exactly one of landmarks"):
+        Predictor(run / "run" / "best.pt", "cpu").crop_from_image(None, None)
     with pytest.raises(InputError, match="bbox must be 4 numbers"):
         Predictor(run / "run" / "best.pt", "cpu").predict(np.zeros((8, 8, 3), np.uint8), bbox=(1, 2, 3))
 
