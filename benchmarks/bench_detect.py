@@ -123,11 +123,12 @@ def bench_predict(data, checkpoint: str, detector: str, device: str):
     from densereg_net.predict import Predictor
 
     predictor = Predictor(checkpoint, device)
-    found, det_nme, lm_nme, lm_nme_found, n_faces, times = 0, [], [], [], 0, []
+    fit = predictor.facts is not None and predictor.facts.model is not None  # the dense fit's read-out too
+    found, det_nme, lm_nme, lm_nme_found, n_faces, times, fit_nme = 0, [], [], [], 0, [], []
     for path, pts in data:
         image = read_image(path)
         t0 = time.perf_counter()
-        preds = predictor.predict_all(image, detector)
+        preds = predictor.predict_all(image, detector, fit=fit)
         times.append((time.perf_counter() - t0) * 1e3)
         n_faces += len(preds)
         lm = nme(predictor.predict(image, landmarks=pts).landmarks, pts)
@@ -140,12 +141,16 @@ def bench_predict(data, checkpoint: str, detector: str, device: str):
         found += 1
         det_nme.append(nme(preds[i].landmarks, pts))
         lm_nme_found.append(lm)
+        if fit:  # a failed dense fit scores as a failure
+            fit_nme.append(nme(preds[i].fit_landmarks, pts) if preds[i].fit_landmarks is not None else float("inf"))
 
     def summary(v):
         v = np.asarray(v)
         return {"mean": float(v.mean()), "median": float(np.median(v)), "failure >0.08": float((v > 0.08).mean())}
 
     rows = [{"crop": f"detector ({detector}), faces found", "faces": found, **summary(det_nme)},
+            *([{"crop": f"detector ({detector}), faces found, dense fit read-out", "faces": found, **summary(fit_nme)}]
+              if fit else []),
             {"crop": "annotated landmarks, same faces", "faces": found, **summary(lm_nme_found)},
             {"crop": "annotated landmarks, all faces", "faces": len(lm_nme), **summary(lm_nme)}]
     return rows, {"found": found, "images": len(data), "faces_returned": n_faces,
