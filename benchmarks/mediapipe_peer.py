@@ -342,7 +342,7 @@ def ours(checkpoint: Path, shards: Path, split: str, images: np.ndarray, true: n
     mean_lm = np.asarray(load_checkpoint(checkpoint)["mean_landmarks"], dtype=np.float64)
     rows = {"ours": {**net, "report": {"landmarks": report["landmarks"], "dense": report["dense"],
                                        "parts": report["parts"]}}}
-    fit = report.get("fit") if has_fit else None
+    fit = report.get("dense_fit") if has_fit else None  # evaluate(fit=True): report["dense_fit"]
     fit_landmarks = fit.get("landmarks", fit) if isinstance(fit, dict) else None
     if isinstance(fit_landmarks, dict) and "nme" in fit_landmarks:
         rows["ours (dense fit)"] = {"report": {"landmarks": fit_landmarks}}
