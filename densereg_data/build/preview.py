@@ -87,16 +87,17 @@ def views_sheet(path: str | os.PathLike, *, n: int = 16, split: str | None = Non
     with its view delta and pose; `n` faces with views, evenly spaced over the split; (H, W, 3) uint8."""
     from PIL import Image, ImageDraw
 
-    from densereg_data.format.reader import open_shards
+    from densereg_data.format.reader import open_shards, read_split
 
     ds = open_shards(path, split)
-    small = ds[0:len(ds)] if len(ds) else {}
-    if not len(ds) or not np.any(np.asarray(small["view_delta"]) != 0):
+    # only the small per-sample fields: the pixels are read for the tiles drawn, not for every sample
+    small = read_split(ds.index, split, ("source", "view_delta")) if len(ds) else {}
+    if not len(ds) or not np.any(small["view_delta"] != 0):
         raise ShardFormatError(f"no views to preview in {path} (split {split or 'all'}): build with --views")
     delta = np.asarray(small["view_delta"], np.float64)
     rows: dict[str, list[int]] = {}
     for i, source in enumerate(small["source"]):
-        rows.setdefault(source, []).append(i)
+        rows.setdefault(source.decode("utf-8") if isinstance(source, bytes) else str(source), []).append(i)
     faces = [r for r in rows.values() if any(np.all(delta[i] == 0) for i in r) and len(r) > 1]
     faces = [faces[j] for j in np.unique(np.linspace(0, len(faces) - 1, max(1, min(int(n), len(faces)))).round().astype(int))]
     cols = max(len(r) for r in faces)
