@@ -44,7 +44,10 @@ def draw_curves(curves: dict, path, xmax: float, xlabel: str, title: str, size=(
         pts = [px(a, b) for a, b in zip(x, y) if a <= xmax]
         if len(pts) > 1:
             d.line(pts, fill=c, width=2)
-        lx, ly = px(xmax * 0.55, 0.25 - 0.07 * i)
+    for i, name in enumerate(curves):  # the legend over the curves, on white: it never hides behind them
+        c = COLOURS[i % len(COLOURS)]
+        lx, ly = px(xmax * 0.03, 0.95 - 0.07 * i)
+        d.rectangle(d.textbbox((lx + 25, ly), name, font=font), fill="white")
         d.line([(lx, ly + 6), (lx + 20, ly + 6)], fill=c, width=3)
         d.text((lx + 25, ly), name, fill="black", font=font)
     img.save(path)
