@@ -22,6 +22,9 @@ def train_options(f):
         click.option("--device", help="auto, cpu, cuda or cuda:N. [auto]"),
         click.option("--head", help="quantized, regression or classification. [quantized]"),
         click.option("--width", type=int, help="Base channel width of the encoder-decoder. [32]"),
+        click.option("--input-norm", type=click.Choice(["imagenet", "per_image"]),
+                     help="Input normalisation: fixed ImageNet statistics, or each image's own (brightness, "
+                          "contrast and colour cast do not matter). [per_image]"),
         click.option("--data-mode", type=click.Choice(["auto", "memory", "stream"]),
                      help="memory: the whole split on the device, augmented there (auto: when it fits)."),
         click.option("--num-workers", type=int, help="DataLoader workers of the streaming path. [2]"),

@@ -3,7 +3,7 @@
 Layout (`densereg_net.checkpoint_schema`; docs/NET.md "Checkpoints"): every tensor is a plain dataset
 with a flat name (``model:<state_dict key>``, ``optimizer:state:<i>:<name>``, ``rng:torch``,
 ``rng:cuda:<d>``); everything else is one JSON string attribute, ``densereg_checkpoint``: format and
-format_version, model_config {head, k, width}, k, part_names, config (the resolved TrainConfig), crop
+format_version, model_config {head, k, width, input_norm}, k, part_names, config (the resolved TrainConfig), crop
 {margin, size}, image_size, template {landmark_uv, eye_distance} or null, mean_landmarks (68 x 2,
 training mean in crop pixels), index_sha256 (of the shards' index.json), build_config (their
 config.json), version, epoch (next to run), step (next within it), global_step, best_metric (null:
@@ -37,7 +37,7 @@ from densereg_data.format.reader import check_plain_hdf5, h5_guard
 from densereg_data.io.untrusted import regular_file
 from densereg_net.checkpoint_schema import (FORMAT, FORMAT_VERSION, MAX_META_BYTES, META_ATTR, TENSOR_DTYPES,
                                             TENSOR_NAME, check_meta, check_model_tensors, check_template_tensors)
-from densereg_net.model import DenseRegNet, build_model
+from densereg_net.model import DenseRegNet, model_from_config
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,7 @@ def _tensor(ds, map_location) -> torch.Tensor:
 
 def model_from_checkpoint(ckpt: dict, device="cpu") -> DenseRegNet:
     """The checkpoint's model on `device`, in eval mode."""
-    mc = ckpt["model_config"]
-    model = build_model(mc["head"], mc["k"], mc["width"])
+    model = model_from_config(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 

@@ -21,7 +21,7 @@ from densereg_data.errors import CheckpointError, ConfigError, ShardFormatError
 from densereg_data.format.schema import TEMPLATE_MODEL_SCHEMA
 from densereg_data.format.template_facts import check_model_listing
 from densereg_net.config import TrainConfig
-from densereg_net.model import HEADS, MAX_WIDTH, build_model
+from densereg_net.model import HEADS, INPUT_NORMS, MAX_WIDTH, complete_config, model_from_config
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "META_ATTR", "META_KEYS", "MAX_META_BYTES", "TENSOR_DTYPES", "TENSOR_NAME",
            "TEMPLATE_DATASETS", "check_meta", "check_model_tensors", "check_template_tensors"]
@@ -86,8 +86,10 @@ def check_meta(meta, path) -> dict:
     missing = [k for k in META_KEYS if k not in meta]
     need(not missing, f"metadata lacks {', '.join(missing)}")
     mc = meta["model_config"]
-    need(isinstance(mc, dict) and set(mc) == {"head", "k", "width"},
-         f"model_config must be an object {{head, k, width}}, got {_short(mc)}")
+    need(isinstance(mc, dict) and set(mc) in ({"head", "k", "width"}, {"head", "k", "width", "input_norm"}),
+         f"model_config must be an object {{head, k, width[, input_norm]}}, got {_short(mc)}")
+    need(complete_config(mc)["input_norm"] in INPUT_NORMS,
+         f"model_config input_norm must be one of {', '.join(INPUT_NORMS)}, got {_short(mc.get('input_norm'))}")
     need(isinstance(mc["head"], str) and mc["head"] in HEADS,
          f"model_config head must be one of {', '.join(sorted(HEADS))}, got {_short(mc['head'])}")
     need(_is_int(mc["k"], 1, 1024), f"model_config k must be an integer in 1..1024, got {_short(mc['k'])}")
@@ -143,8 +145,8 @@ def _check_train_config(config, mc: dict, path) -> None:
     except ConfigError as exc:
         why = str(exc) if str(exc).startswith("config: ") else f"config: {exc}"
         raise CheckpointError(f"{path}: {why}") from None
-    for key in ("head", "width"):
-        if key in config and config[key] != mc[key]:
+    for key in ("head", "width", "input_norm"):
+        if key in config and config[key] != complete_config(mc)[key]:
             raise CheckpointError(f"{path}: config {key} {config[key]!r} disagrees with model_config {key} {mc[key]!r}")
 
 
@@ -153,7 +155,7 @@ def check_model_tensors(stored: dict[str, tuple[tuple[int, ...], str]], model_co
     names, shapes and dtypes of the state_dict of the model `model_config` builds (built on the meta
     device: no memory is spent on it)."""
     with torch.device("meta"):
-        reference = build_model(model_config["head"], model_config["k"], model_config["width"]).state_dict()
+        reference = model_from_config(model_config).state_dict()
     built = f"the model of model_config {model_config}"
     missing = [k for k in reference if k not in stored]
     if missing:

@@ -16,7 +16,7 @@ from densereg_data.config import check_value
 from densereg_data.errors import ConfigError
 from densereg_net.augment import AugmentConfig
 from densereg_net.losses import LossWeights
-from densereg_net.model import HEADS, MAX_WIDTH
+from densereg_net.model import DEFAULT_INPUT_NORM, HEADS, INPUT_NORMS, MAX_WIDTH
 
 __all__ = ["SELECT_BEST", "TrainConfig"]
 
@@ -38,6 +38,7 @@ class TrainConfig:
     grad_clip: float = 2.0
     head: str = "quantized"
     width: int = 32
+    input_norm: str = DEFAULT_INPUT_NORM  # see densereg_net.model.INPUT_NORMS
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     data_mode: str = "auto"  # auto | memory | stream
@@ -55,6 +56,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.head not in HEADS:
             raise ConfigError(f"head must be one of {', '.join(sorted(HEADS))}, got {self.head!r}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {self.input_norm!r}")
         if self.data_mode not in ("auto", "memory", "stream"):
             raise ConfigError(f"data_mode must be auto, memory or stream, got {self.data_mode!r}")
         if self.select_best not in SELECT_BEST:

@@ -5,7 +5,13 @@ Architecture (default width w = 32, about 3.6 M parameters with the quantized he
     decoder   U-Net style: bilinear x2 upsampling + skip concatenation + two 3x3 convs, back to stride 2
     head      3x3 conv + 1x1 conv at stride 2 (half resolution), then the logits/values are
               bilinearly upsampled x2, so every output is at the FULL input resolution (B, C, S, S).
-Input: (B, 3, S, S) float RGB in [0, 1] (normalised inside the model); S a multiple of 16.
+Input: (B, 3, S, S) float RGB in [0, 1], normalised inside the model (`INPUT_NORMS`); S a multiple of 16.
+
+Input normalisation (`input_norm`, part of the model's config):
+    imagenet        fixed per-channel mean and standard deviation (ImageNet's).
+    per_image       each image's own per-channel mean and standard deviation: the model sees an
+                    over-exposed, dim or colour-cast face as it sees a well-lit one (brightness,
+                    contrast and a per-channel gain leave its output unchanged).
 
 Heads (`HEADS`, by name):
     quantized       u, v: (K + 1)-way bin logits (class 0 = background) and K per-bin residuals;
@@ -32,6 +38,12 @@ MAX_WIDTH = 256
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+INPUT_NORMS = ("imagenet", "per_image")
+#: What a new model uses (docs/NET.md "Training recipe" says why); checkpoints written before input_norm
+#: existed were all "imagenet" (`complete_config`).
+DEFAULT_INPUT_NORM = "per_image"
+#: Floor of a per-image channel standard deviation (images in [0, 1]): a flat channel is centred, not blown up.
+_MIN_STD = 1e-2
 
 
 def register_head(name: str):
@@ -176,16 +188,23 @@ class RegressionHead(Head):
 class DenseRegNet(nn.Module):
     """Encoder-decoder + one head. forward: (B, 3, S, S) in [0, 1] -> dict of (B, C, S, S) outputs."""
 
-    def __init__(self, head: str = "quantized", k: int = DEFAULT_K, width: int = 32):
+    def __init__(self, head: str = "quantized", k: int = DEFAULT_K, width: int = 32, input_norm: str = DEFAULT_INPUT_NORM):
         super().__init__()
-        self.config = {"head": head, "k": int(k), "width": int(width)}
+        if input_norm not in INPUT_NORMS:
+            raise ConfigError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
+        self.config = {"head": head, "k": int(k), "width": int(width), "input_norm": input_norm}
         self.body = EncoderDecoder(width)
         self.head = get_head(head)(width, k)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (image - self.mean) / self.std
+        if self.config["input_norm"] == "per_image":
+            x = image.float()
+            x = (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True).clamp_min(_MIN_STD)
+            x = x.to(image.dtype)
+        else:
+            x = (image - self.mean) / self.std
         return self.head(self.body(x), image.shape[-2:])
 
     @torch.no_grad()
@@ -198,8 +217,20 @@ class DenseRegNet(nn.Module):
         return {"uv": uv * fg.unsqueeze(1), "parts": parts, "fg": fg}
 
 
-def build_model(head: str = "quantized", k: int = DEFAULT_K, width: int = 32) -> DenseRegNet:
-    return DenseRegNet(head, k, width)
+def build_model(head: str = "quantized", k: int = DEFAULT_K, width: int = 32,
+                input_norm: str = DEFAULT_INPUT_NORM) -> DenseRegNet:
+    return DenseRegNet(head, k, width, input_norm)
+
+
+def complete_config(model_config: dict) -> dict:
+    """A checkpoint's model_config with every key: one written before `input_norm` existed is "imagenet"."""
+    return {"input_norm": "imagenet", **model_config}
+
+
+def model_from_config(model_config: dict) -> DenseRegNet:
+    """The model a checkpoint's model_config describes."""
+    mc = complete_config(model_config)
+    return build_model(mc["head"], mc["k"], mc["width"], mc["input_norm"])
 
 
 def count_parameters(model: nn.Module) -> int:

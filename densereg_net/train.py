@@ -53,7 +53,7 @@ from densereg_net.data import (
 from densereg_net.device import autocast, setup_distributed, to_model_layout
 from densereg_net.losses import LossWeights, compute_loss
 from densereg_net.metrics import Accumulator
-from densereg_net.model import build_model, count_parameters
+from densereg_net.model import build_model, complete_config, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
     else:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    model = build_model(cfg.head, k, cfg.width).to(device)
+    model = build_model(cfg.head, k, cfg.width, cfg.input_norm).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
 
@@ -218,8 +218,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             raise CheckpointError(f"{where} was trained on other shards (index.json sha256 {ckpt['index_sha256'][:12]}..., "
                                   f"{index.root / 'index.json'} has {index.sha256[:12]}...); resume on the same "
                                   "shards, or start a new --out")
-        if ckpt["model_config"]["head"] != cfg.head or ckpt["model_config"]["width"] != cfg.width:
-            raise CheckpointError(f"{where} is a {ckpt['model_config']} model; resume with the same --head/--width")
+        if complete_config(ckpt["model_config"]) != model.config:
+            raise CheckpointError(f"{where} is a {ckpt['model_config']} model; resume with the same "
+                                  "--head/--width/--input-norm")
         restore_training(ckpt, model, opt, sched, device, where)
         epoch, step, global_step, best = ckpt["epoch"], ckpt["step"], ckpt["global_step"], ckpt["best_metric"]
         log.info("resumed from %s at epoch %d step %d", where, epoch, step)

@@ -27,7 +27,8 @@ def test_a_checkpoint_is_flat_hdf5_with_json_metadata(run):
         meta = json.loads(f.attrs[META_ATTR])
     assert all(TENSOR_NAME.fullmatch(n) for n in names)
     assert "model:body.stem.0.0.weight" in names and "optimizer:state:0:exp_avg" in names and "rng:torch" in names
-    assert sorted(meta) == sorted(META_KEYS) and meta["model_config"] == {"head": "quantized", "k": 10, "width": 8}
+    assert sorted(meta) == sorted(META_KEYS) and meta["model_config"] == {"head": "quantized", "k": 10, "width": 8,
+                                                                        "input_norm": "per_image"}
     assert meta["crop"] == {"margin": 0.25, "size": 32} and meta["format"] == "densereg-net checkpoint"
     assert (run / "run" / "last.pt").read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # HDF5, not a zip or a pickle
 
@@ -120,7 +121,11 @@ CASES = {
     "width 16 config on width 8 weights": (_meta(model_config={"width": 16}, config={"width": 16}),
                                            f"{STEM} is (8, 3, 3, 3) float32, but the model of model_config"),
     "config width disagrees with model_config": (_meta(config={"width": 16}), "config width 16 disagrees with model_config width 8"),
-    "model_config null": (_meta(model_config=None), "model_config must be an object {head, k, width}, got null"),
+    "model_config null": (_meta(model_config=None), "model_config must be an object {head, k, width[, input_norm]}, got null"),
+    "unknown input_norm": (_meta(model_config={"input_norm": "evil"}),
+                           "model_config input_norm must be one of imagenet, per_image, got 'evil'"),
+    "config input_norm disagrees": (_meta(config={"input_norm": "imagenet"}),
+                                    "config input_norm 'imagenet' disagrees with model_config input_norm 'per_image'"),
     "unknown head": (_meta(model_config={"head": "evil"}), "model_config head must be one of"),
     "width 10**9": (_meta(model_config={"width": 10**9}), "model_config width must be an integer in 1..256"),
     "k disagrees": (_meta(k=12), "k 12 disagrees with model_config k 10"),
@@ -155,6 +160,20 @@ def test_hostile_or_inconsistent_checkpoints_are_one_line(run, tmp_path, capsys,
     one_line_error(capsys, ["eval", path, run / "shards"], str(path), needle)
     with pytest.raises(CheckpointError, match="c.pt"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_from_before_input_norm_reads_as_imagenet(run, tmp_path, capsys):
+    """model_config and config written without input_norm (the first checkpoints, all trained on fixed
+    ImageNet statistics) load as an "imagenet" model with the same weights."""
+    from densereg_net.checkpoint import model_from_checkpoint
+    path = _copy(run, tmp_path)
+    with h5py.File(path, "a") as f:
+        meta = json.loads(f.attrs[META_ATTR])
+        del meta["model_config"]["input_norm"], meta["config"]["input_norm"]
+        f.attrs[META_ATTR] = json.dumps(meta)
+    old, new = model_from_checkpoint(load_checkpoint(path)), model_from_checkpoint(load_checkpoint(run / "run" / "best.pt"))
+    assert new.config["input_norm"] == "per_image" and old.config == {**new.config, "input_norm": "imagenet"}
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
 
 
 def test_a_hostile_last_pt_stops_resume_and_predict_too(run, tmp_path, capsys):

@@ -34,6 +34,37 @@ def test_forward_shapes_no_nan(head):
     assert torch.isfinite(pred["uv"]).all() and pred["uv"].min() >= 0 and pred["uv"].max() <= 1
 
 
+@pytest.mark.parametrize("head", HEAD_NAMES)
+def test_per_image_input_norm_ignores_exposure_and_colour_cast(head):
+    """per_image: an over-exposed, low-contrast, orange-cast copy of an image gives the same output;
+    imagenet (fixed statistics) does not."""
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
+    gain, offset = torch.tensor([0.4, 0.3, 0.2]).view(1, 3, 1, 1), torch.tensor([0.55, 0.45, 0.2]).view(1, 3, 1, 1)
+    washed = image * gain + offset  # still in [0, 1]
+    assert washed.min() >= 0 and washed.max() <= 1
+    for norm, same in (("per_image", True), ("imagenet", False)):
+        torch.manual_seed(0)
+        model = build_model(head, 10, width=8, input_norm=norm).eval()
+        a, b = model(image), model(washed)
+        close = all(torch.allclose(a[n], b[n], atol=1e-4) for n in a)
+        assert close == same, norm
+
+
+def test_per_image_input_norm_keeps_a_flat_image_finite():
+    model = build_model("quantized", 10, width=8, input_norm="per_image").eval()
+    out = model(torch.full((1, 3, 32, 32), 0.7))
+    assert all(torch.isfinite(t).all() for t in out.values())
+
+
+def test_unknown_input_norm_is_a_config_error():
+    with pytest.raises(ConfigError, match="input_norm must be one of imagenet, per_image, got 'zscore'"):
+        build_model("quantized", 10, width=8, input_norm="zscore")
+    from densereg_net.config import TrainConfig
+    with pytest.raises(ConfigError, match="input_norm must be one of"):
+        TrainConfig(input_norm="zscore")
+
+
 def test_default_model_is_a_few_million_parameters():
     from densereg_net.model import count_parameters
     assert 1e6 < count_parameters(build_model()) < 8e6
