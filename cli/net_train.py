@@ -15,7 +15,8 @@ def train_options(f):
     opts = [
         click.argument("shards", type=click.Path(file_okay=False)),
         click.option("--out", help="Run directory (last.pt, best.pt, metrics.csv, config.json). [runs/densereg]"),
-        click.option("--epochs", type=int, help="[30]"),
+        click.option("--epochs", type=int, help="0: auto, the recipe's 3,750 steps (250 epochs of 240 faces at batch 16), "
+                                                 "at least 30. [0]"),
         click.option("--batch-size", type=int, help="Per process. [16]"),
         click.option("--lr", type=float, help="Peak AdamW learning rate. [2e-3]"),
         click.option("--weight-decay", type=float, help="[0.05]"),

@@ -18,7 +18,18 @@ from densereg_net.augment import AugmentConfig
 from densereg_net.losses import LossWeights
 from densereg_net.model import DEFAULT_INPUT_NORM, HEADS, INPUT_NORMS, MAX_WIDTH
 
-__all__ = ["SELECT_BEST", "TrainConfig"]
+__all__ = ["AUTO_STEPS", "SELECT_BEST", "TrainConfig", "auto_epochs"]
+
+#: The default recipe's length in optimizer steps (docs/NET.md "Training recipe"): `epochs` 0 trains
+#: ceil(AUTO_STEPS / steps per epoch) epochs, at least AUTO_MIN_EPOCHS; 240 faces at batch 16 -> 250 epochs.
+AUTO_STEPS = 3750
+AUTO_MIN_EPOCHS = 30
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """The epochs `TrainConfig.epochs` 0 stands for, given the steps of one epoch."""
+    return max(AUTO_MIN_EPOCHS, math.ceil(AUTO_STEPS / max(1, steps_per_epoch)))
+
 
 #: What `TrainConfig.select_best` may say: which per-epoch number, lowest wins, makes best.pt.
 SELECT_BEST = ("auto", "val_dense", "val_loss", "train_loss")
@@ -30,7 +41,7 @@ class TrainConfig:
 
     shards: str = ""
     out: str = "runs/densereg"
-    epochs: int = 30
+    epochs: int = 0  # 0: auto (`auto_epochs`: the recipe's step budget, at least AUTO_MIN_EPOCHS)
     batch_size: int = 16  # per process
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -62,7 +73,9 @@ class TrainConfig:
             raise ConfigError(f"data_mode must be auto, memory or stream, got {self.data_mode!r}")
         if self.select_best not in SELECT_BEST:
             raise ConfigError(f"select_best must be one of {', '.join(SELECT_BEST)}, got {self.select_best!r}")
-        for name in ("epochs", "batch_size", "width", "log_every"):
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0 (0: auto), got {self.epochs}")
+        for name in ("batch_size", "width", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.width > MAX_WIDTH:

@@ -6,7 +6,8 @@
 (The command line lives in `densereg_cli.net`; this module is the library: `TrainConfig`, `train`.)
 Every `log_every` steps one log line (epoch, step, loss, lr, images/s); after each epoch one row of
 runs/NAME/metrics.csv (train loss, val loss and val metrics) and checkpoints last.pt and best.pt.
-Which epoch is "best" is `TrainConfig.select_best`: by default the lowest val dense error, the
+`epochs` 0 (the default) resolves to `config.auto_epochs` (the recipe's step budget) and config.json
+records the number. Which epoch is "best" is `TrainConfig.select_best`: by default the lowest val dense error, the
 lowest val loss when the shards have no template.h5, and the lowest training loss when there is no
 validation split; the run says which in its log and writes the resolved choice into config.json.
 SIGTERM/SIGINT saves last.pt mid-epoch and stops; ``resume=True`` continues from last.pt exactly
@@ -39,7 +40,7 @@ from densereg_data.io.outputs import check_output
 from densereg_net.augment import AugmentConfig, SeededAugment
 from densereg_net.checkpoint import (check_fits_shards, load_checkpoint, restore_training, save_checkpoint,
                                      template_arrays, template_meta)
-from densereg_net.config import SELECT_BEST, TrainConfig
+from densereg_net.config import SELECT_BEST, TrainConfig, auto_epochs
 from densereg_net.data import (
     DeviceData,
     ShardDataset,
@@ -207,6 +208,10 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
     val_src = make_source(index, cfg.val_split, device, cfg, None, views=False) if has_val else None
     n_train = len(train_src)
     steps_per_epoch = len(epoch_batches(n_train, cfg.batch_size, 0, cfg.seed, world, rank))
+    if cfg.epochs == 0:
+        cfg = dataclasses.replace(cfg, epochs=auto_epochs(steps_per_epoch))
+        if master:
+            log.info("epochs: %d (auto: the default recipe's step budget at %d steps/epoch)", cfg.epochs, steps_per_epoch)
     opt, sched = make_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
 
     epoch, step, global_step, best = 0, 0, 0, float("inf")

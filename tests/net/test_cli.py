@@ -167,6 +167,14 @@ def test_resume_with_a_different_k(run, tmp_path, capsys):
                     "trained with K = 10 bins")
 
 
+@pytest.mark.parametrize("flags", [["--width", "16"], ["--width", "8", "--head", "regression"],
+                                   ["--width", "8", "--input-norm", "imagenet"]])
+def test_resume_with_another_model_is_refused(run, tmp_path, capsys, flags):
+    shutil.copytree(run / "run", tmp_path / "r")
+    one_line_error(capsys, ["train", str(run / "shards"), "--out", str(tmp_path / "r"), "--resume", *flags],
+                   "resume with the same --head/--width/--input-norm")
+
+
 def test_not_a_checkpoint(run, tmp_path, capsys):
     (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
     one_line_error(capsys, ["eval", str(tmp_path / "x.pt"), str(run / "shards")], "x.pt: not a densereg HDF5 checkpoint")

@@ -86,11 +86,22 @@ def test_without_a_val_split_best_is_the_lowest_training_loss_and_says_so(tmp_pa
         train(_cfg(root, tmp_path / "run2", select_best="val_dense"))
 
 
+def test_auto_epochs_is_the_recipe_step_budget(shards, tmp_path):
+    """epochs 0: 3,750 steps (250 epochs of 240 faces at batch 16), at least 30 epochs; config.json
+    records the resolved number."""
+    from densereg_net.config import auto_epochs
+    assert (auto_epochs(15), auto_epochs(197), auto_epochs(3), auto_epochs(7)) == (250, 30, 1250, 536)
+    r = train(_cfg(shards, tmp_path / "auto", epochs=0, stop_after_epoch=1))
+    steps = load_checkpoint(tmp_path / "auto" / "last.pt")["global_step"]  # one epoch's
+    config = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert r.stopped and config["epochs"] == auto_epochs(steps)
+
+
 def test_config_values_are_checked_in_one_line():
     with pytest.raises(ConfigError, match="head must be one of classification, quantized, regression, got 'nope'"):
         TrainConfig(head="nope")
-    with pytest.raises(ConfigError, match="epochs must be >= 1, got 0"):
-        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match=r"epochs must be >= 0 \(0: auto\), got -1"):
+        TrainConfig(epochs=-1)
     with pytest.raises(ConfigError, match="augment_config keys must be among scale, "):
         TrainConfig(augment_config={"zoom": 2})
 
