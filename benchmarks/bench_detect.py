@@ -20,7 +20,8 @@ detector centre) / (w, h); ``crop IoU`` is the median IoU of the crop square `la
 --checkpoint: `Predictor.predict_all` on every image with the first detector; the prediction whose
 detection matches the annotated face is scored with `densereg_net.metrics.nme` (outer-eye-corner
 distance, points 36 and 45); beside it, `Predictor.predict` with the annotated points as the crop (the
-``--landmarks`` path, the crop the network was trained on).
+``--landmarks`` path, the crop the network was trained on). --held-out SHARDS scores the faces of the
+images in the shards' val split (their `source`) on their own too: the faces the network never saw.
 
 Prints markdown tables and one JSON line.
 """
@@ -118,13 +119,21 @@ def bench_detectors(data, names):
     return rows, fits
 
 
-def bench_predict(data, checkpoint: str, detector: str, device: str):
+def held_out_sources(shards: str, split: str = "val") -> set[str]:
+    """The `source` (image path relative to the dataset root) of every sample of a split."""
+    from densereg_data.format import ShardIndex, read_split
+    return {s.decode() if isinstance(s, bytes) else str(s)
+            for s in read_split(ShardIndex.open(shards), split, keys=("source",))["source"]}
+
+
+def bench_predict(data, checkpoint: str, detector: str, device: str, root: Path, held_out: set[str] = frozenset()):
     from densereg_net.metrics import nme
     from densereg_net.predict import Predictor
 
     predictor = Predictor(checkpoint, device)
     fit = predictor.facts is not None and predictor.facts.model is not None  # the dense fit's read-out too
     found, det_nme, lm_nme, lm_nme_found, n_faces, times, fit_nme = 0, [], [], [], 0, [], []
+    unseen = []  # per found face: is its image in the held-out split
     for path, pts in data:
         image = read_image(path)
         t0 = time.perf_counter()
@@ -139,6 +148,7 @@ def bench_predict(data, checkpoint: str, detector: str, device: str):
         if i is None:
             continue
         found += 1
+        unseen.append(str(Path(path).relative_to(root)) in held_out)
         det_nme.append(nme(preds[i].landmarks, pts))
         lm_nme_found.append(lm)
         if fit:  # a failed dense fit scores as a failure
@@ -153,6 +163,14 @@ def bench_predict(data, checkpoint: str, detector: str, device: str):
               if fit else []),
             {"crop": "annotated landmarks, same faces", "faces": found, **summary(lm_nme_found)},
             {"crop": "annotated landmarks, all faces", "faces": len(lm_nme), **summary(lm_nme)}]
+    if any(unseen):
+        keep = np.asarray(unseen)
+        rows += [{"crop": f"detector ({detector}), held-out faces found", "faces": int(keep.sum()),
+                  **summary(np.asarray(det_nme)[keep])},
+                 *([{"crop": f"detector ({detector}), held-out faces found, dense fit read-out", "faces": int(keep.sum()),
+                     **summary(np.asarray(fit_nme)[keep])}] if fit else []),
+                 {"crop": "annotated landmarks, the same held-out faces", "faces": int(keep.sum()),
+                  **summary(np.asarray(lm_nme_found)[keep])}]
     return rows, {"found": found, "images": len(data), "faces_returned": n_faces,
                   "predict_all_ms_median": float(np.median(times))}
 
@@ -165,6 +183,7 @@ def main() -> None:
     p.add_argument("--fit-mapping", action="store_true", help="print the measured box maps as Python constants")
     p.add_argument("--checkpoint", help="also score `predict_all` (the first detector) with this checkpoint")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--held-out", help="shard folder whose val split's images are also scored on their own")
     a = p.parse_args()
     root = Path(a.data)
     if not root.is_dir():
@@ -180,7 +199,9 @@ def main() -> None:
             print(f'    "{name}": BoxMap({", ".join(map(str, fit))}),  # now: {tuple(LANDMARK_BOX_FROM_DETECTOR[name])}')
     result = {"images": len(data), "detectors": rows}
     if a.checkpoint:
-        prow, pinfo = bench_predict(data, a.checkpoint, names[0], a.device)
+        held = held_out_sources(a.held_out) if a.held_out else set()
+        prow, pinfo = bench_predict(data, a.checkpoint, names[0], a.device, root, held)
+        pinfo["held_out_images"] = len(held)
         print(f"\npredict_all ({names[0]}): {pinfo['found']}/{pinfo['images']} annotated faces found, "
               f"{pinfo['faces_returned']} faces returned, {pinfo['predict_all_ms_median']:.0f} ms/image median")
         print(markdown_table(prow, ["crop", "faces", "mean", "median", "failure >0.08"]))
