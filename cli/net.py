@@ -48,18 +48,19 @@ def train_cmd(resume: bool, config_file: str | None, **flags) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--fit", "dense_fit", is_flag=True,
               help="Also read the landmarks out by a dense fit of the face model (scored beside the nearest-U-V ones).")
-def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit) -> None:
+@click.option("--flip", is_flag=True, help="Test-time flip: average the prediction with the mirror image's (2x the time).")
+def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit, flip) -> None:
     """Score CHECKPOINT on a split of SHARDS: landmark NME/AUC/failures, dense error, part mIoU."""
     from densereg_net.evaluate import evaluate
 
-    r = evaluate(checkpoint, shards, split, out, batch_size, device, fit=dense_fit)
+    r = evaluate(checkpoint, shards, split, out, batch_size, device, fit=dense_fit, flip=flip)
     b = r["mean_shape_baseline"]["landmarks"]
     fitted = ""
     if dense_fit:
         f = r["dense_fit"]
         fitted = (f" || dense fit: NME {f['landmarks']['nme']:.4f} AUC@0.08 {f['landmarks']['auc@0.08']:.4f} "
                   f"failure {f['landmarks']['failure_rate']:.3f} ({f['ms_per_face']:.1f} ms/face, {f['failed']} failed)")
-    click.echo(f"{r['split']} ({r['samples']} images, head {r['head']}; {r['split_reason']}): "
+    click.echo(f"{r['split']} ({r['samples']} images, head {r['head']}{', test-time flip' if flip else ''}; {r['split_reason']}): "
                f"NME {r['landmarks']['nme']:.4f} | AUC@0.08 {r['landmarks']['auc@0.08']:.4f} | "
                f"failure {r['landmarks']['failure_rate']:.3f} | dense {r['dense']['error']:.4f} "
                f"(AUC@0.1 {r['dense']['auc@0.1']:.4f}) | part mIoU {r['parts']['miou']:.4f} || "
@@ -79,7 +80,8 @@ def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit) -> N
 @click.option("--fit", "dense_fit", is_flag=True,
               help="Also fit the face model to the dense output: pose, coefficients, 68 landmarks and the mesh "
                    "(STEM_fit.pts, STEM_fit.json, STEM_fit.obj).")
-def predict_cmd(checkpoint, image, landmarks_path, bbox, detector, out, device, dense_fit) -> None:
+@click.option("--flip", is_flag=True, help="Test-time flip: average the prediction with the mirror image's (2x the time).")
+def predict_cmd(checkpoint, image, landmarks_path, bbox, detector, out, device, dense_fit, flip) -> None:
     """Predict IUV, an overlay and 68 landmarks (.pts) for the face in IMAGE (given by --landmarks or --bbox),
     or for every face a detector finds in it (files STEM_face0_*, STEM_face1_*, ...; exit 2 when none)."""
     from pathlib import Path
@@ -90,13 +92,13 @@ def predict_cmd(checkpoint, image, landmarks_path, bbox, detector, out, device, 
 
     inputs = [checkpoint, image] + ([landmarks_path] if landmarks_path else [])
     if landmarks_path is None and bbox is None:
-        predictor = Predictor(checkpoint, device)
+        predictor = Predictor(checkpoint, device, flip)
         files = predict_faces(predictor, read_image(image), image, out, inputs, detector, fit=dense_fit)
     else:
         stem = Path(image).stem
         prediction_paths(out, stem, inputs) + (fit_paths(out, stem, inputs) if dense_fit else [])  # checked first
         box = parse_bbox(bbox) if bbox else None
-        predictor = Predictor(checkpoint, device)
+        predictor = Predictor(checkpoint, device, flip)
         pixels = read_image(image)
         files = write_outputs(predictor.predict(pixels, landmarks_path, box, fit=dense_fit), pixels, stem, out, inputs,
                               predictor, dense_fit)

@@ -61,7 +61,7 @@ def default_split(index: ShardIndex) -> tuple[str, str]:
 
 
 def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size: int = 16, device: str = "auto",
-             sheet_rows: int = 8, fit: bool = False) -> dict:
+             sheet_rows: int = 8, fit: bool = False, flip: bool = False) -> dict:
     """Score `checkpoint` on `split` of `shards` (None: see `default_split`); write the report into
     `out` when given; return it (a dict, see the module docstring; "split" says which was scored; with
     `fit`, also the dense-fit read-out). None of the report files may replace an input or land in a
@@ -92,7 +92,7 @@ def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size:
     with torch.no_grad(), head_outputs(model) as head:
         for batch in iterate(dataset, eval_batches(len(dataset), batch_size), 0, dev):
             with autocast(dev):
-                pred = model.predict(to_model_layout(batch["image"]))
+                pred = model.predict(to_model_layout(batch["image"]), flip=flip)
             pred = {k: v.float() if v.is_floating_point() else v for k, v in pred.items()}
             n0 = len(acc.landmarks)
             acc.update(pred, batch)
@@ -110,7 +110,7 @@ def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size:
     summary = acc.summary()
     report = {
         "checkpoint": str(checkpoint), "shards": str(shards), "split": split, "split_reason": why,
-        "samples": len(dataset), "head": ckpt["model_config"]["head"], "k": ckpt["k"],
+        "samples": len(dataset), "head": ckpt["model_config"]["head"], "k": ckpt["k"], "flip": flip,
         "index_sha256": index.sha256, "checkpoint_index_sha256": ckpt.get("index_sha256"),
         **summary, "mean_shape_baseline": {"landmarks": landmark_summary(baseline)},
         "per_image": {"nme": acc.nme, "dense_error": acc.dense, "baseline_nme": baseline},

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from densereg_data.conventions import DEFAULT_K, N_PARTS, decode_bins
+from densereg_data.conventions import DEFAULT_K, N_PARTS, PART_FLIP, decode_bins
 from densereg_data.errors import ConfigError
 
 HEADS: dict[str, type] = {}
@@ -208,11 +208,23 @@ class DenseRegNet(nn.Module):
         return self.head(self.body(x), image.shape[-2:])
 
     @torch.no_grad()
-    def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Decoded prediction: {"uv": (B, 2, S, S) float32, "parts": (B, S, S) int64, "fg": (B, S, S) bool}."""
+    def predict(self, image: torch.Tensor, flip: bool = False) -> dict[str, torch.Tensor]:
+        """Decoded prediction: {"uv": (B, 2, S, S) float32, "parts": (B, S, S) int64, "fg": (B, S, S) bool}.
+
+        flip (test-time flip): the mirrored image is predicted too and mapped back (left and right parts
+        swapped, u -> 1 - u); the part probabilities and the decoded U-V of the two are averaged. The
+        mirrored image runs first, so the raw outputs a forward hook keeps last (`dense_fit.head_outputs`,
+        the bin confidence) are the image's own.
+        """
+        mirrored = self(image.flip(-1)) if flip else None
         out = self(image)
-        parts = out["parts"].argmax(1)
-        uv = self.head.decode_uv(out)
+        scores, uv = out["parts"].float(), self.head.decode_uv(out)
+        if mirrored is not None:
+            swap = torch.tensor(PART_FLIP, device=image.device)
+            scores = (scores.softmax(1) + mirrored["parts"].float().softmax(1)[:, swap].flip(-1)) / 2
+            back = self.head.decode_uv(mirrored).flip(-1)
+            uv = (uv + torch.stack([1 - back[:, 0], back[:, 1]], 1)) / 2
+        parts = scores.argmax(1)
         fg = parts > 0
         return {"uv": uv * fg.unsqueeze(1), "parts": parts, "fg": fg}
 

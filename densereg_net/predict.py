@@ -67,11 +67,12 @@ class Prediction:
 class Predictor:
     """A trained network ready to predict: ``Predictor("runs/x/best.pt").predict("face.jpg", bbox=(x0, y0, x1, y1))``.
 
-    checkpoint: a path (see `densereg_net.checkpoint`); device: "auto", "cpu", "cuda" or "cuda:N".
-    Attributes: size and margin of the crop, k, head, device, model.
+    checkpoint: a path (see `densereg_net.checkpoint`); device: "auto", "cpu", "cuda" or "cuda:N"; flip:
+    test-time flip (`DenseRegNet.predict`: twice the network time). Attributes: size and margin of the
+    crop, k, head, device, model, flip.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto"):
+    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto", flip: bool = False):
         ckpt = load_checkpoint(checkpoint)
         if ckpt.get("template") is None:
             raise CheckpointError(f"{checkpoint} has no template landmark U-V (trained on shards without template.h5)")
@@ -82,6 +83,7 @@ class Predictor:
         self.landmark_uv = torch.tensor(ckpt["template"]["landmark_uv"], dtype=torch.float64)
         self.facts = ckpt.get("template_facts")  # TemplateFacts with the face model (dense fit), or None
         self.checkpoint = str(checkpoint)
+        self.flip = bool(flip)
 
     def crop_from_image(self, landmarks=None, bbox=None) -> np.ndarray:
         """(2, 3) float64 crop_from_image from exactly one of `landmarks` ((68, 2) (x, y) pixels or a
@@ -160,7 +162,7 @@ class Predictor:
         crop = warp_crop(image, A, self.size)
         x = torch.from_numpy(np.array(crop)).permute(2, 0, 1)[None].float().div(255).to(self.device)  # (1, 3, S, S)
         with autocast(self.device), head_outputs(self.model) as head:
-            pred = self.model.predict(to_model_layout(x))
+            pred = self.model.predict(to_model_layout(x), flip=self.flip)
         uv, parts, fg = pred["uv"][0].float(), pred["parts"][0], pred["fg"][0]
         lm_crop = landmarks_from_uv(uv, fg, self.landmark_uv).numpy()
         uv_np, fg_np = uv.permute(1, 2, 0).cpu().numpy(), fg.cpu().numpy()  # (S, S, 2), (S, S)

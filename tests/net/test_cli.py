@@ -37,6 +37,11 @@ def test_eval_writes_report_on_val_by_default(run, capsys):
     assert out.startswith("val (2 images") and "NME" in out
     assert main(["eval", str(run / "run" / "best.pt"), str(run / "shards"), "--split", "test"]) == 0
     assert capsys.readouterr().out.startswith("test (3 images")
+    assert rep["flip"] is False
+    assert main(["eval", str(run / "run" / "best.pt"), str(run / "shards"), "--flip", "--out", str(run / "flip")]) == 0
+    assert "test-time flip" in capsys.readouterr().out
+    flipped = json.loads((run / "flip" / "report.json").read_text())
+    assert flipped["flip"] is True and flipped["per_image"]["nme"] != rep["per_image"]["nme"]
 
 
 @pytest.mark.parametrize("splits, expected, words", [
@@ -105,6 +110,11 @@ def test_predict_cli_writes_iuv_overlay_and_pts(run, tmp_path):
     assert np.array_equal(read_pts(tmp_path / "out" / "face.pts").points, pred.landmarks)  # exact round trip
     assert main(["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.png"),
                  "--bbox", "20,10,45,40", "--out", str(tmp_path / "out2")]) == 0
+    assert main(["predict", str(run / "run" / "best.pt"), str(tmp_path / "face.png"), "--flip",
+                 "--landmarks", str(tmp_path / "face.pts"), "--out", str(tmp_path / "out3"), "--device", "cpu"]) == 0
+    flipped = Predictor(run / "run" / "best.pt", device="cpu", flip=True).predict(img, landmarks=tmp_path / "face.pts")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out3" / "face_iuv.png"))[..., 0], flipped.parts)
+    assert not np.array_equal(flipped.parts, pred.parts)
 
 
 def test_labels_to_image_puts_each_crop_pixel_back(run):

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from net_fakes import one_thread, shards  # noqa: F401  (fixtures)
 
 from densereg_data.conventions import N_PARTS
@@ -63,6 +64,30 @@ def test_unknown_input_norm_is_a_config_error():
     from densereg_net.config import TrainConfig
     with pytest.raises(ConfigError, match="input_norm must be one of"):
         TrainConfig(input_norm="zscore")
+
+
+def test_test_time_flip_is_mirror_equivariant():
+    """predict(flip=True) of a mirrored image is the mirror of predict(flip=True): left and right parts
+    swapped, u -> 1 - u; without flip, predict is the plain argmax and decode of one forward pass. The
+    network is replaced by fixed random 3x3 filters (not mirror-symmetric, soft part scores with every
+    part present), so what is tested is predict's own mapping."""
+    from densereg_data.conventions import PART_FLIP
+    torch.manual_seed(0)
+    model = build_model("regression", 10, width=8).eval()
+    w_parts, w_uv = torch.randn(N_PARTS, 3, 3, 3), torch.randn(2, 3, 3, 3)
+    model.forward = lambda image: {"parts": 3 * F.conv2d(image - 0.5, w_parts, padding=1),
+                                   "uv": F.conv2d(image - 0.5, w_uv, padding=1)}
+    image = torch.rand(2, 3, 32, 32)
+    a, b = model.predict(image, flip=True), model.predict(image.flip(-1), flip=True)
+    swap = torch.tensor(PART_FLIP)
+    assert set(a["parts"].unique().tolist()) == set(range(N_PARTS))
+    assert torch.equal(b["parts"], swap[a["parts"]].flip(-1)) and torch.equal(b["fg"], a["fg"].flip(-1))
+    fg = b["fg"].unsqueeze(1).expand(-1, 2, -1, -1)
+    mirrored_uv = torch.stack([1 - a["uv"][:, 0], a["uv"][:, 1]], 1).flip(-1)
+    assert torch.allclose(b["uv"][fg], mirrored_uv[fg], atol=1e-5)
+    plain = model.predict(image)
+    assert torch.equal(plain["parts"], model(image)["parts"].argmax(1))
+    assert (plain["parts"] != a["parts"]).float().mean() > 0.05  # the mirror pass changed the answer
 
 
 def test_default_model_is_a_few_million_parameters():
