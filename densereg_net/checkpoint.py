@@ -4,7 +4,7 @@ Layout (`densereg_net.checkpoint_schema`; docs/NET.md "Checkpoints"): every tens
 with a flat name (``model:<state_dict key>``, ``optimizer:state:<i>:<name>``, ``rng:torch``,
 ``rng:cuda:<d>``); everything else is one JSON string attribute, ``densereg_checkpoint``: format and
 format_version, model_config {head, k, width, input_norm}, k, part_names, config (the resolved TrainConfig), crop
-{margin, size}, image_size, template {landmark_uv, eye_distance} or null, mean_landmarks (68 x 2,
+{margin, size}, image_size, template {landmark_uv, eye_distance[, readout_uv]} or null, mean_landmarks (68 x 2,
 training mean in crop pixels), index_sha256 (of the shards' index.json), build_config (their
 config.json), version, epoch (next to run), step (next within it), global_step, best_metric (null:
 none yet), optimizer {param_groups}, scheduler (the LR scheduler's state).
@@ -140,12 +140,15 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return state
 
 
-def template_meta(facts: TemplateFacts | None) -> dict | None:
+def template_meta(facts: TemplateFacts | None, readout_uv: np.ndarray | None = None) -> dict | None:
     """The checkpoint's JSON ``template`` of the shards' template facts (None: the shards have none):
-    landmark_uv and eye_distance, and model_size and expression_size when they have the face model."""
+    landmark_uv and eye_distance, readout_uv (the calibrated read-out, `metrics.calibrate_readout`) when
+    given, and model_size and expression_size when they have the face model."""
     if facts is None:
         return None
     meta = {"landmark_uv": facts.landmark_uv.tolist(), "eye_distance": facts.eye_distance}
+    if readout_uv is not None:
+        meta["readout_uv"] = np.asarray(readout_uv, np.float64).tolist()
     if facts.model is not None:
         meta.update(model_size=facts.model.model_size, expression_size=facts.model.n_coefficients - facts.model.model_size)
     return meta

@@ -106,11 +106,13 @@ def check_meta(meta, path) -> dict:
     need(meta["image_size"] == [crop["size"]] * 2,
          f"image_size {_short(meta['image_size'])} disagrees with crop size {crop['size']}")
     t = meta["template"]
-    sizes = isinstance(t, dict) and set(t) == {"landmark_uv", "eye_distance", "model_size", "expression_size"}
-    need(t is None or (isinstance(t, dict) and (set(t) == {"landmark_uv", "eye_distance"} or sizes)
+    keys = set(t) - {"readout_uv"} if isinstance(t, dict) else set()
+    sizes = keys == {"landmark_uv", "eye_distance", "model_size", "expression_size"}
+    need(t is None or (isinstance(t, dict) and (keys == {"landmark_uv", "eye_distance"} or sizes)
                        and _points(t["landmark_uv"], (N_LANDMARKS, 2)) and _is_num(t["eye_distance"], 1e-12, 1e12)
+                       and ("readout_uv" not in t or _points(t["readout_uv"], (N_LANDMARKS, 2)))
                        and (not sizes or (_is_int(t["model_size"], 0, 100_000) and _is_int(t["expression_size"], 0, 100_000)))),
-         f"template must be null or {{landmark_uv: 68 finite (u, v) pairs, eye_distance > 0[, model_size, expression_size: "
+         f"template must be null or {{landmark_uv[, readout_uv]: 68 finite (u, v) pairs, eye_distance > 0[, model_size, expression_size: "
          f"integers in 0..100000]}}, got {_short(t)}")
     need(_points(meta["mean_landmarks"], (N_LANDMARKS, 2)), "mean_landmarks must be 68 finite (x, y) pairs")
     sha = meta["index_sha256"]

@@ -86,7 +86,8 @@ def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size:
         raise ShardFormatError(f"--fit: {index.root / TEMPLATE} (and {checkpoint}) {NO_FACE_MODEL}")
     dev = resolve_device(device)
     model = model_from_checkpoint(ckpt, dev)
-    acc = Accumulator(facts)
+    template = ckpt.get("template") or {}
+    acc = Accumulator(facts, template.get("readout_uv"))  # the checkpoint's calibrated read-out, if it has one
     mean_lm = np.asarray(ckpt["mean_landmarks"], dtype=np.float64)
     baseline, rows, fits = [], [], []
     with torch.no_grad(), head_outputs(model) as head:

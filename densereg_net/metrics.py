@@ -1,11 +1,15 @@
 """Scores of dense predictions: 300-W landmark NME from the dense U-V, dense 3D error, part mIoU.
 
 Convention: landmarks from a dense prediction
-    Landmark i is placed at the predicted-foreground pixel whose predicted U-V is nearest to the
-    template's ``landmark_uv[i]``, then refined to sub-pixel by inverting a local linear U-V model
+    Landmark i is placed at the predicted-foreground pixel whose predicted U-V is nearest to its
+    read-out U-V, then refined to sub-pixel by inverting a local linear U-V model
     (least squares over the foreground pixels of the (2r+1)^2 window, r = 2): x = x0 + J^-1 (t - a).
     When the fit is ill-conditioned or the step leaves the window, a U-V-distance-weighted average of
     the window is used instead. With no predicted foreground, every landmark is the crop centre.
+    The read-out U-V of landmark i is the template's ``landmark_uv[i]`` calibrated on the training
+    labels (`calibrate_readout`: where annotators put the point on the fitted faces, which the template
+    vertex misses by the fit's residual and, on the jaw, by the contour sliding with pose); a network
+    trained on shards without it, or an older checkpoint, reads out at the template's.
 
 Convention: 300-W protocol
     NME = mean point-to-point error / distance between the TRUE outer eye corners (0-based 36, 45).
@@ -132,15 +136,58 @@ def landmark_summary(nmes) -> dict:
             "missed": int(len(nmes) - len(found))}
 
 
+#: A landmark's read-out U-V is calibrated on at least this many training faces, else the template's.
+MIN_CALIBRATION_FACES = 5
+
+
+def calibrate_readout(samples, template_uv: np.ndarray) -> np.ndarray:
+    """(68, 2) float64 read-out U-V: per landmark, the median over `samples` of the label U-V at the
+    annotated point (bilinear over the labelled-face pixels among its 4 neighbours, renormalised; none
+    of them on the face: no value), the template's ``template_uv`` row where fewer than
+    MIN_CALIBRATION_FACES faces give one.
+
+    samples: an iterable of dicts with "uv" (2, S, S), "parts" (S, S) and "landmarks" (68, 2) (the
+    `ShardDataset` item): the original training faces, not new views (whose labels put every landmark
+    at the template's U-V by construction).
+    """
+    seen = []
+    for s in samples:
+        uv, fg = np.asarray(s["uv"], np.float64), np.asarray(s["parts"]) > 0
+        S_h, S_w = fg.shape
+        pts = np.asarray(s["landmarks"], np.float64)
+        pts = np.where(np.isfinite(pts) & (np.abs(pts) < 4 * max(S_h, S_w)), pts, -2.0)  # missing: outside
+        x0, y0 = np.floor(pts[:, 0]).astype(np.int64), np.floor(pts[:, 1]).astype(np.int64)
+        fx, fy = pts[:, 0] - x0, pts[:, 1] - y0
+        total, weight = np.zeros((len(pts), 2)), np.zeros(len(pts))
+        for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+            x, y = x0 + dx, y0 + dy
+            inside = (x >= 0) & (x < S_w) & (y >= 0) & (y < S_h)
+            xc, yc = x.clip(0, S_w - 1), y.clip(0, S_h - 1)
+            w = np.where(inside & fg[yc, xc], w, 0.0)
+            total += w[:, None] * uv[:, yc, xc].T
+            weight += w
+        with np.errstate(all="ignore"):
+            seen.append(np.where(weight[:, None] > 1e-9, total / weight[:, None], np.nan))
+    template_uv = np.asarray(template_uv, np.float64)
+    if not seen:
+        return template_uv.copy()
+    seen = np.stack(seen)  # (N, 68, 2)
+    enough = np.isfinite(seen[..., 0]).sum(0) >= MIN_CALIBRATION_FACES
+    with np.errstate(all="ignore"):
+        median = np.nanmedian(np.where(enough[None, :, None], seen, 0.0), axis=0)
+    return np.where(enough[:, None], median, template_uv)
+
+
 class Accumulator:
     """Collects per-image scores over batches; `summary()` gives the report numbers.
 
-    facts: the shards' template facts (landmark U-V, the U-V -> 3D lookup, eye distance).
+    facts: the shards' template facts (landmark U-V, the U-V -> 3D lookup, eye distance); readout_uv:
+    the landmarks' read-out U-V (`calibrate_readout`; None: the template's).
     """
 
-    def __init__(self, facts: TemplateFacts):
+    def __init__(self, facts: TemplateFacts, readout_uv: np.ndarray | None = None):
         self.facts = facts
-        self.landmark_uv = torch.from_numpy(facts.landmark_uv)
+        self.landmark_uv = torch.from_numpy(np.asarray(facts.landmark_uv if readout_uv is None else readout_uv, np.float64))
         self.nme, self.dense, self.landmarks = [], [], []
         self.inter = np.zeros(N_PARTS, np.int64)
         self.union = np.zeros(N_PARTS, np.int64)

@@ -80,7 +80,9 @@ class Predictor:
         self.k, self.head = int(ckpt["k"]), ckpt["model_config"]["head"]
         self.device = resolve_device(device)
         self.model = model_from_checkpoint(ckpt, self.device)
-        self.landmark_uv = torch.tensor(ckpt["template"]["landmark_uv"], dtype=torch.float64)
+        # the landmarks' read-out U-V: calibrated on the training labels, or the template's (older checkpoints)
+        template = ckpt["template"]
+        self.landmark_uv = torch.tensor(template.get("readout_uv", template["landmark_uv"]), dtype=torch.float64)
         self.facts = ckpt.get("template_facts")  # TemplateFacts with the face model (dense fit), or None
         self.checkpoint = str(checkpoint)
         self.flip = bool(flip)

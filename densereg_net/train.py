@@ -53,7 +53,7 @@ from densereg_net.data import (
 )
 from densereg_net.device import autocast, setup_distributed, to_model_layout
 from densereg_net.losses import LossWeights, compute_loss
-from densereg_net.metrics import Accumulator
+from densereg_net.metrics import Accumulator, calibrate_readout
 from densereg_net.model import build_model, complete_config, count_parameters
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,10 @@ def make_source(index: ShardIndex, split: str, device: torch.device, cfg: TrainC
 
 @torch.no_grad()
 def evaluate_source(model, source, device, head: str, k: int, weights: LossWeights, facts: TemplateFacts | None,
-                    batch_size: int) -> dict:
+                    batch_size: int, readout_uv: np.ndarray | None = None) -> dict:
     """Val loss and metrics of a (non-augmented) source: {"loss", "landmarks", "dense", "parts"}."""
     model.eval()
-    acc = Accumulator(facts) if facts is not None else None
+    acc = Accumulator(facts, readout_uv) if facts is not None else None
     total, n = 0.0, 0
     for batch in iterate(source, eval_batches(len(source), batch_size), 0, device):
         with autocast(device):
@@ -204,6 +204,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
         model = model.to(memory_format=torch.channels_last)
 
     train_src = make_source(index, cfg.train_split, device, cfg, aug, views=cfg.views)
+    # the landmarks' read-out U-V, calibrated on the original training faces' labels (metrics convention)
+    readout = (calibrate_readout(ShardDataset(index, cfg.train_split, views=False), facts.landmark_uv)
+               if facts is not None else None)
     # validation scores real faces: the new views of its faces (if built) are left out
     val_src = make_source(index, cfg.val_split, device, cfg, None, views=False) if has_val else None
     n_train = len(train_src)
@@ -259,7 +262,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
             "config": cfg.to_dict(), "model_config": dict(raw_model.config), "k": k,
             "part_names": list(index.part_names), "index_sha256": index.sha256, "build_config": index.build_config,
             "image_size": list(index.image_size), "crop": index.crop(),
-            "template": template_meta(facts), "template_arrays": template_arrays(facts),
+            "template": template_meta(facts, readout), "template_arrays": template_arrays(facts),
             "mean_landmarks": mean_lm.tolist(), "version": _version(),
         }
 
@@ -300,7 +303,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int, device: torch.
                 row = {"epoch": epoch, "global_step": global_step, "lr": sched.get_last_lr()[0],
                        "train_loss": loss_sum / max(loss_n, 1), "images_per_s": seen / max(time.perf_counter() - t0, 1e-9)}
                 if val_src is not None:
-                    v = evaluate_source(raw_model, val_src, device, cfg.head, k, weights, facts, cfg.batch_size)
+                    v = evaluate_source(raw_model, val_src, device, cfg.head, k, weights, facts, cfg.batch_size, readout)
                     row["val_loss"] = v["loss"]
                     if "dense" in v:
                         row.update({"val_nme": v["landmarks"]["nme"], "val_auc": v["landmarks"]["auc@0.08"],

@@ -129,6 +129,8 @@ CASES = {
     "unknown head": (_meta(model_config={"head": "evil"}), "model_config head must be one of"),
     "width 10**9": (_meta(model_config={"width": 10**9}), "model_config width must be an integer in 1..256"),
     "k disagrees": (_meta(k=12), "k 12 disagrees with model_config k 10"),
+    "readout_uv short": (_meta(template={"readout_uv": [[0.5, 0.5]]}), "template must be null or {landmark_uv[, readout_uv]: 68"),
+    "readout_uv NaN": (_meta(template={"readout_uv": [[0.5, 0.5]] * 67 + [[None, 0.5]]}), "template must be null or"),
     "crop size 1e9": (_meta(crop={"size": 1e9}), "crop size must be an integer in 16..4096, got 1000000000.0"),
     "crop margin 5": (_meta(crop={"margin": 5}), "crop margin must be a number in [0, 4], got 5"),
     "bad config value": (_meta(config={"epochs": "3"}), "config: epochs must be int, got str '3'"),
@@ -174,6 +176,30 @@ def test_a_checkpoint_from_before_input_norm_reads_as_imagenet(run, tmp_path, ca
     old, new = model_from_checkpoint(load_checkpoint(path)), model_from_checkpoint(load_checkpoint(run / "run" / "best.pt"))
     assert new.config["input_norm"] == "per_image" and old.config == {**new.config, "input_norm": "imagenet"}
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))
+
+
+def test_the_calibrated_readout_travels_in_the_checkpoint(run, tmp_path):
+    """train writes the read-out U-V calibrated on its training faces; Predictor and eval read out at it;
+    a checkpoint without it (older) reads out at the template's landmark U-V."""
+    from densereg_data.format import ShardIndex
+    from densereg_net.data import ShardDataset
+    from densereg_net.evaluate import evaluate
+    from densereg_net.metrics import calibrate_readout
+    from densereg_net.predict import Predictor
+    ckpt = load_checkpoint(run / "run" / "best.pt")
+    template = ckpt["template"]
+    index = ShardIndex.open(run / "shards")
+    expected = calibrate_readout(ShardDataset(index, "train", views=False), np.asarray(template["landmark_uv"]))
+    assert np.allclose(template["readout_uv"], expected) and not np.allclose(expected, template["landmark_uv"])
+    assert np.allclose(Predictor(run / "run" / "best.pt", "cpu").landmark_uv.numpy(), expected)
+    path = _copy(run, tmp_path)
+    with h5py.File(path, "a") as f:
+        meta = json.loads(f.attrs[META_ATTR])
+        del meta["template"]["readout_uv"]
+        f.attrs[META_ATTR] = json.dumps(meta)
+    assert np.allclose(Predictor(path, "cpu").landmark_uv.numpy(), template["landmark_uv"])
+    new, old = evaluate(run / "run" / "best.pt", run / "shards", "val"), evaluate(path, run / "shards", "val")
+    assert new["per_image"]["nme"] != old["per_image"]["nme"]
 
 
 def test_a_hostile_last_pt_stops_resume_and_predict_too(run, tmp_path, capsys):

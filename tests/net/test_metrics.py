@@ -4,7 +4,7 @@ import torch
 from net_fakes import one_thread, shards, template_facts, template_landmark_uv  # noqa: F401  (fixtures)
 
 from densereg_data.format import TemplateFacts
-from densereg_net.metrics import Accumulator, auc, dense_error, landmarks_from_uv, nme
+from densereg_net.metrics import MIN_CALIBRATION_FACES, Accumulator, auc, calibrate_readout, dense_error, landmarks_from_uv, nme
 
 
 def _exact_uv(size=64, seed=0):
@@ -149,3 +149,48 @@ def test_a_face_not_found_is_a_failure_not_a_dropout():
     assert summary["n"] == 3 and summary["missed"] == 1 and summary["nme"] == pytest.approx(0.02)
     assert summary["failure_rate"] == pytest.approx(1 / 3)
     assert summary["auc@0.08"] < landmark_summary([0.01, 0.03])["auc@0.08"] * 0.7
+
+
+def test_calibrated_readout_is_where_annotators_put_the_points():
+    """Faces whose annotations sit 2 px right of the template landmarks: the calibrated read-out U-V is
+    the label U-V there, and reading out at it recovers the annotations; a landmark annotated off the
+    face, missing, or on too few faces keeps the template's U-V."""
+    t = template_landmark_uv()
+    faces = []
+    for seed in range(7):
+        uv, fg, lm, _ = _exact_uv(64, seed)
+        annotated = lm + [2.0, 0.0]
+        annotated[0] = [-5.0, -5.0]  # outside the crop
+        annotated[1] = np.nan  # missing
+        if seed >= MIN_CALIBRATION_FACES - 1:  # landmark 2 on only MIN - 1 faces
+            annotated[2] = [0.0, 0.0]  # off the face (a background pixel)
+        faces.append({"uv": uv, "parts": fg.long() * 8, "landmarks": torch.from_numpy(annotated).float()})
+    readout = calibrate_readout(faces, t)
+    assert np.array_equal(readout[:3], t[:3])
+    # where the 4 pixels around the point are on every face, the label U-V 2 px to the right: u grows
+    # by 2 / (2 a) (a = 0.33 * 64), v stays (a linear U-V map, so bilinear is exact)
+    interior = np.ones(68, bool)
+    for f in faces:
+        x0, y0 = np.floor(np.nan_to_num(f["landmarks"].numpy())).astype(int).T.clip(0, 62)
+        interior &= f["parts"].numpy()[[y0, y0, y0 + 1, y0 + 1], [x0, x0 + 1, x0, x0 + 1]].all(0)
+    interior[:3] = False
+    assert interior.sum() > 40
+    assert np.allclose(readout[interior, 0], t[interior, 0] + 2 / (2 * 0.33 * 64), atol=1e-5)
+    assert np.allclose(readout[interior, 1], t[interior, 1], atol=1e-5)
+    uv, fg, lm, _ = _exact_uv(64, 0)
+    got = landmarks_from_uv(uv, fg, torch.from_numpy(readout)).numpy()
+    assert np.abs(got[interior] - (lm[interior] + [2, 0])).max() < 0.01
+    assert np.array_equal(calibrate_readout([], t), t)
+
+
+def test_accumulator_reads_out_at_the_calibrated_uv(template):
+    uv, fg, lm, _ = _exact_uv(64)
+    parts = torch.where(fg, 8, 0)
+    batch = {"uv": uv[None], "parts": parts[None], "landmarks": torch.from_numpy(lm + [2.0, 0.0])[None].float()}
+    shifted = calibrate_readout([{"uv": uv, "parts": parts, "landmarks": batch["landmarks"][0]}] * 5, template.landmark_uv)
+    plain, calibrated = Accumulator(template), Accumulator(template, shifted)
+    for acc in (plain, calibrated):
+        acc.update({"uv": uv[None], "parts": parts[None], "fg": fg[None]}, batch)
+    d = np.linalg.norm(lm[36] - lm[45])
+    assert plain.summary()["landmarks"]["nme"] == pytest.approx(2 / d, rel=0.01)
+    assert calibrated.summary()["landmarks"]["nme"] < 0.002
