@@ -58,8 +58,10 @@ def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit, flip
     fitted = ""
     if dense_fit:
         f = r["dense_fit"]
+        c = r["combined"]["landmarks"]
         fitted = (f" || dense fit: NME {f['landmarks']['nme']:.4f} AUC@0.08 {f['landmarks']['auc@0.08']:.4f} "
-                  f"failure {f['landmarks']['failure_rate']:.3f} ({f['ms_per_face']:.1f} ms/face, {f['failed']} failed)")
+                  f"failure {f['landmarks']['failure_rate']:.3f} ({f['ms_per_face']:.1f} ms/face, {f['failed']} failed)"
+                  f" || both averaged: NME {c['nme']:.4f} AUC@0.08 {c['auc@0.08']:.4f} failure {c['failure_rate']:.3f}")
     click.echo(f"{r['split']} ({r['samples']} images, head {r['head']}{', test-time flip' if flip else ''}; {r['split_reason']}): "
                f"NME {r['landmarks']['nme']:.4f} | AUC@0.08 {r['landmarks']['auc@0.08']:.4f} | "
                f"failure {r['landmarks']['failure_rate']:.3f} | dense {r['dense']['error']:.4f} "

@@ -9,7 +9,9 @@ With ``fit=True`` (``--fit``) the landmarks are also read out by a dense fit of 
 prediction (`densereg_net.dense_fit`, weighted by `dense_confidence`), scored the same way beside the
 nearest-U-V read-out: ``report["dense_fit"]`` = {"landmarks": NME/AUC/failures, "ms_per_face" (median
 of the fits' own time), "ms_mean", "failed" (faces whose fit raised FitError: scored with the mean-shape
-landmarks), "inlier_fraction" (mean)}, ``report["per_image"]["dense_fit_nme"]``, and a third curve in
+landmarks), "inlier_fraction" (mean)}, ``report["per_image"]["dense_fit_nme"]``; the combined read-out
+(the mean of the two, `metrics.combined_landmarks`) as ``report["combined"]`` {"landmarks"} and
+``report["per_image"]["combined_nme"]``; and their curves in
 ced_landmarks.png. The face model is the shards' template.h5's, else the checkpoint's; with neither,
 one ShardFormatError line says to rebuild.
 
@@ -37,7 +39,8 @@ from densereg_net.data import ShardDataset, eval_batches, iterate
 from densereg_net.dense_fit import NO_FACE_MODEL, dense_confidence, fit_dense, head_outputs
 from densereg_net.device import autocast, resolve_device, to_model_layout
 from densereg_net.draw import draw_curves, sheet
-from densereg_net.metrics import DENSE_AUC_LIMIT, LANDMARK_AUC_LIMIT, Accumulator, ced, landmark_summary, nme
+from densereg_net.metrics import (DENSE_AUC_LIMIT, LANDMARK_AUC_LIMIT, Accumulator, ced, combined_landmarks,
+                                  landmark_summary, nme)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size:
                 true_lm = batch["landmarks"][i].double().cpu().numpy()
                 baseline.append(nme(mean_lm, true_lm))
                 if fit:
-                    fits.append(_dense_fit(pred, conf, i, fit_facts, mean_lm, true_lm))
+                    fits.append(_dense_fit(pred, conf, i, fit_facts, mean_lm, true_lm, acc.landmarks[n0 + i]))
                 if len(rows) < sheet_rows:
                     rows.append({"image": (batch["image"][i].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8),
                                  "true_uv": batch["uv"][i].cpu().numpy(), "true_parts": batch["parts"][i].cpu().numpy(),
@@ -125,22 +128,28 @@ def evaluate(checkpoint, shards, split: str | None = None, out=None, batch_size:
             "failed": len(fits) - len(scored),
             "inlier_fraction": float(np.mean([f["inliers"] for f in scored])) if scored else float("nan"),
         }
+        report["combined"] = {"landmarks": landmark_summary([f["combined_nme"] for f in fits])}
         report["per_image"]["dense_fit_nme"] = [f["nme"] for f in fits]
+        report["per_image"]["combined_nme"] = [f["combined_nme"] for f in fits]
     if out is not None:
         write_report(report, rows, Path(out), index.image_size[0])
     return report
 
 
-def _dense_fit(pred: dict, conf: torch.Tensor, i: int, facts, mean_lm: np.ndarray, true_lm: np.ndarray) -> dict:
-    """The dense-fit read-out of image i of a batch: {"nme", "ms", "inliers"}; a FitError scores the
-    mean-shape landmarks (ms None)."""
+def _dense_fit(pred: dict, conf: torch.Tensor, i: int, facts, mean_lm: np.ndarray, true_lm: np.ndarray,
+               nearest: np.ndarray) -> dict:
+    """The dense-fit read-out of image i of a batch: {"nme", "combined_nme", "ms", "inliers"} (combined:
+    with the nearest-U-V landmarks `nearest`, `metrics.combined_landmarks`); a FitError scores the
+    mean-shape landmarks (ms None) and the nearest-U-V ones as the combined read-out."""
     uv = pred["uv"][i].permute(1, 2, 0).cpu().numpy()  # (S, S, 2)
     try:
         f = fit_dense(uv, pred["fg"][i].cpu().numpy(), conf[i].cpu().numpy(), facts)
     except FitError as exc:
         log.debug("dense fit failed: %s", exc)
-        return {"nme": nme(mean_lm, true_lm), "ms": None, "inliers": 0.0}
-    return {"nme": nme(f.landmarks, true_lm), "ms": f.ms, "inliers": f.inlier_fraction}
+        return {"nme": nme(mean_lm, true_lm), "combined_nme": nme(combined_landmarks(nearest, None), true_lm),
+                "ms": None, "inliers": 0.0}
+    return {"nme": nme(f.landmarks, true_lm), "combined_nme": nme(combined_landmarks(nearest, f.landmarks), true_lm),
+            "ms": f.ms, "inliers": f.inlier_fraction}
 
 
 def write_report(report: dict, rows: list[dict], out: Path, size: int) -> None:
@@ -151,6 +160,7 @@ def write_report(report: dict, rows: list[dict], out: Path, size: int) -> None:
     curves = {f"DenseReg ({head})": ced(per_image["nme"], LANDMARK_AUC_LIMIT)}
     if "dense_fit_nme" in per_image:
         curves[f"DenseReg ({head}) + dense fit"] = ced(per_image["dense_fit_nme"], LANDMARK_AUC_LIMIT)
+        curves[f"DenseReg ({head}), mean of both read-outs"] = ced(per_image["combined_nme"], LANDMARK_AUC_LIMIT)
     draw_curves({**curves, "mean shape": ced(per_image["baseline_nme"], LANDMARK_AUC_LIMIT)},
                 out / "ced_landmarks.png", LANDMARK_AUC_LIMIT, "NME (outer eye corners)", f"landmark CED, {split}")
     dense = [d for d in per_image["dense_error"] if np.isfinite(d)]

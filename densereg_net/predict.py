@@ -33,7 +33,7 @@ from densereg_data.io.landmarks import Landmarks, read_landmarks
 from densereg_net.checkpoint import load_checkpoint, model_from_checkpoint
 from densereg_net.detect import DEFAULT_DETECTOR, detect_faces, landmark_box
 from densereg_net.device import autocast, resolve_device, to_model_layout
-from densereg_net.metrics import landmarks_from_uv
+from densereg_net.metrics import combined_landmarks, landmarks_from_uv
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class Prediction:
     #: pixels) and its 68 landmarks (68, 2) float64 in image pixels
     fit: object | None = None
     fit_landmarks: np.ndarray | None = None
+    #: with ``fit=True``: the combined read-out, the mean of `landmarks` and `fit_landmarks`
+    #: (`densereg_net.metrics.combined_landmarks`; `landmarks` when the fit failed)
+    combined_landmarks: np.ndarray | None = None
 
 
 class Predictor:
@@ -175,9 +178,10 @@ class Predictor:
                 fit_lm = apply_affine(invert_affine(A), dense.landmarks)
             except (FitError, ShapeError) as exc:
                 log.warning("dense fit failed: %s", exc)
+        landmarks = apply_affine(invert_affine(A), lm_crop)
         return Prediction(uv=uv_np, parts=parts.cpu().numpy().astype(np.uint8), fg=fg_np,
-                          landmarks=apply_affine(invert_affine(A), lm_crop), crop_from_image=A, crop=crop,
-                          detection=detection, fit=dense, fit_landmarks=fit_lm)
+                          landmarks=landmarks, crop_from_image=A, crop=crop, detection=detection, fit=dense,
+                          fit_landmarks=fit_lm, combined_landmarks=combined_landmarks(landmarks, fit_lm) if fit else None)
 
 
 def _image(image) -> np.ndarray:

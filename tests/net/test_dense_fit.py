@@ -313,6 +313,10 @@ def test_a_checkpoint_carries_the_face_model_and_eval_scores_both_read_outs(toy_
     assert fitted["landmarks"]["n"] == 2 and len(report["per_image"]["dense_fit_nme"]) == 2
     assert fitted["failed"] in (0, 1, 2) and np.isfinite(fitted["ms_per_face"]) == (fitted["failed"] < 2)
     assert "dense_fit" in json.loads((tmp_path / "r" / "report.json").read_text())
+    # the combined read-out (both averaged) errs per point at most the mean of the two errors
+    per = report["per_image"]
+    assert report["combined"]["landmarks"]["n"] == 2 and len(per["combined_nme"]) == 2
+    assert all(c <= max(a, (a + b) / 2) + 1e-9 for a, b, c in zip(per["nme"], per["dense_fit_nme"], per["combined_nme"]))
     assert "dense_fit" not in evaluate(toy_run / "run" / "best.pt", toy_run / "shards", device="cpu")
 
 
@@ -536,6 +540,10 @@ def test_predict_fit_writes_the_fitted_model_beside_the_prediction(toy_run, tmp_
     v = np.array([[float(t) for t in line.split()[1:]] for line in obj if line.startswith("v ")])
     f = np.array([[int(t) for t in line.split()[1:]] for line in obj if line.startswith("f ")])
     assert len(v) > 100 and f.min() == 1 and f.max() <= len(v) and np.isfinite(v).all()
+    from densereg_net.predict import Predictor
+    pred = Predictor(ckpt, "cpu").predict(np.asarray(Image.open(tmp_path / "f.png")), bbox=(10, 5, 50, 50), fit=True)
+    assert np.allclose(pred.combined_landmarks, (pred.landmarks + pred.fit_landmarks) / 2)
+    assert Predictor(ckpt, "cpu").predict(np.asarray(Image.open(tmp_path / "f.png")), bbox=(10, 5, 50, 50)).combined_landmarks is None
 
 
 def test_predict_fit_without_a_face_model_is_one_line(tmp_path, capsys):

@@ -4,7 +4,8 @@ import torch
 from net_fakes import one_thread, shards, template_facts, template_landmark_uv  # noqa: F401  (fixtures)
 
 from densereg_data.format import TemplateFacts
-from densereg_net.metrics import MIN_CALIBRATION_FACES, Accumulator, auc, calibrate_readout, dense_error, landmarks_from_uv, nme
+from densereg_net.metrics import (MIN_CALIBRATION_FACES, Accumulator, auc, calibrate_readout, combined_landmarks, dense_error,
+                                  landmarks_from_uv, nme)
 
 
 def _exact_uv(size=64, seed=0):
@@ -194,3 +195,9 @@ def test_accumulator_reads_out_at_the_calibrated_uv(template):
     d = np.linalg.norm(lm[36] - lm[45])
     assert plain.summary()["landmarks"]["nme"] == pytest.approx(2 / d, rel=0.01)
     assert calibrated.summary()["landmarks"]["nme"] < 0.002
+
+
+def test_combined_readout_is_the_mean_of_the_two_or_the_nearest_alone():
+    a, b = np.zeros((68, 2)), np.full((68, 2), 2.0)
+    assert np.array_equal(combined_landmarks(a, b), np.ones((68, 2)))
+    assert combined_landmarks(a, None) is a
