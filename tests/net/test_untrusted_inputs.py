@@ -108,7 +108,7 @@ def test_predict_and_eval_never_write_into_a_shard_folder(run, face, capsys):
     ("--width", "0", "width must be >= 1, got 0"),
     ("--width", "100000", "width must be <= 256, got 100000"),
     ("--batch-size", "0", "batch_size must be >= 1, got 0"),
-    ("--epochs", "-1", "epochs must be >= 1, got -1"),
+    ("--epochs", "-1", "epochs must be >= 0 (0: auto), got -1"),
     ("--config", {"epochs": "3"}, "epochs must be int, got str '3'"),
     ("--config", {"lr": -1}, "lr must be a finite number >= 0, got -1"),
     ("--config", {"augment_config": {"scale": "big"}}, "augment_config: scale must be float, got str 'big'"),
