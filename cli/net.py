@@ -81,7 +81,8 @@ def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit, flip
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--fit", "dense_fit", is_flag=True,
               help="Also fit the face model to the dense output: pose, coefficients, 68 landmarks and the mesh "
-                   "(STEM_fit.pts, STEM_fit.json, STEM_fit.obj).")
+                   "(STEM_fit.pts, STEM_fit.json, STEM_fit.obj), and the mean of both landmark read-outs "
+                   "(STEM_combined.pts).")
 @click.option("--flip", is_flag=True, help="Test-time flip: average the prediction with the mirror image's (2x the time).")
 def predict_cmd(checkpoint, image, landmarks_path, bbox, detector, out, device, dense_fit, flip) -> None:
     """Predict IUV, an overlay and 68 landmarks (.pts) for the face in IMAGE (given by --landmarks or --bbox),

@@ -42,8 +42,9 @@ def prediction_paths(out_dir: str | Path, stem: str, inputs) -> list[Path]:
 
 
 #: The files `densereg-net predict --fit` adds per face: the dense fit's landmarks, its pose and
-#: coefficients (JSON) and the fitted face as a Wavefront OBJ mesh in the image's pixels.
-FIT_FILES = ("{stem}_fit.pts", "{stem}_fit.json", "{stem}_fit.obj")
+#: coefficients (JSON), the fitted face as a Wavefront OBJ mesh in the image's pixels, and the combined
+#: read-out (the mean of STEM.pts and STEM_fit.pts, `metrics.combined_landmarks`).
+FIT_FILES = ("{stem}_fit.pts", "{stem}_fit.json", "{stem}_fit.obj", "{stem}_combined.pts")
 
 
 def fit_paths(out_dir: str | Path, stem: str, inputs) -> list[Path]:
@@ -58,8 +59,9 @@ def fit_paths(out_dir: str | Path, stem: str, inputs) -> list[Path]:
 
 def write_fit(prediction, facts, paths: list[Path]) -> list[str]:
     """Write the dense fit of one prediction (`Prediction.fit`) at `paths` (from `fit_paths`): the 68
-    landmarks (.pts, 1-based), {pose, identity, expression, image_from_template, residuals} (.json) and
-    the mesh (.obj: v x y depth in image pixels, depth scaled like x and y; f 1-based)."""
+    landmarks (.pts, 1-based), {pose, identity, expression, image_from_template, residuals} (.json),
+    the mesh (.obj: v x y depth in image pixels, depth scaled like x and y; f 1-based) and the combined
+    read-out's 68 landmarks (.pts)."""
     import json
 
     import numpy as np
@@ -68,7 +70,7 @@ def write_fit(prediction, facts, paths: list[Path]) -> list[str]:
     from densereg_data.io.landmarks import write_pts
     from densereg_net.dense_fit import fitted_mesh
 
-    pts, js, obj = paths
+    pts, js, obj, combined = paths
     fit = prediction.fit
     image_from_crop = invert_affine(prediction.crop_from_image)
     lin = image_from_crop[:, :2]
@@ -88,7 +90,8 @@ def write_fit(prediction, facts, paths: list[Path]) -> list[str]:
     lines = [f"v {x:.3f} {y:.3f} {z * scale:.3f}" for (x, y), z in zip(xy, vertices[:, 2])]
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
     obj.write_text("# densereg dense fit: x, y image pixels, depth (smaller is nearer)\n" + "\n".join(lines) + "\n")
-    return [str(write_pts(pts, prediction.fit_landmarks)), str(js), str(obj)]
+    return [str(write_pts(pts, prediction.fit_landmarks)), str(js), str(obj),
+            str(write_pts(combined, prediction.combined_landmarks))]
 
 
 def write_prediction(prediction, image, paths: list[Path], k: int) -> list[str]:

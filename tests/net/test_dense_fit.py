@@ -532,7 +532,9 @@ def test_predict_fit_writes_the_fitted_model_beside_the_prediction(toy_run, tmp_
     args = ["predict", ckpt, str(tmp_path / "f.png"), "--bbox", "10,5,50,50", "--device", "cpu", "--fit"]
     code = main(args + ["--out", str(tmp_path / "o")])
     files = {Path(p).name for p in capsys.readouterr().out.split()}
-    assert code == 0 and {"f_fit.pts", "f_fit.json", "f_fit.obj", "f.pts", "f_overlay.png"} <= files
+    assert code == 0 and {"f_fit.pts", "f_fit.json", "f_fit.obj", "f_combined.pts", "f.pts", "f_overlay.png"} <= files
+    both = [read_landmarks(tmp_path / "o" / name).points for name in ("f.pts", "f_fit.pts", "f_combined.pts")]
+    assert np.allclose(both[2], (both[0] + both[1]) / 2, atol=2e-3)
     doc = json.loads((tmp_path / "o" / "f_fit.json").read_text())
     assert set(doc["pose_deg"]) == {"yaw", "pitch", "roll"} and len(doc["landmarks"]) == 68
     assert np.allclose(read_landmarks(tmp_path / "o" / "f_fit.pts").points, doc["landmarks"], atol=1e-3)
