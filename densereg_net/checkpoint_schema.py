@@ -18,7 +18,7 @@ import torch
 from densereg_data.config import check_value
 from densereg_data.conventions import N_LANDMARKS, PART_NAMES
 from densereg_data.errors import CheckpointError, ConfigError, ShardFormatError
-from densereg_data.format.schema import TEMPLATE_MODEL_SCHEMA
+from densereg_data.format.schema import TEMPLATE_MODEL_SCHEMA, TEMPLATE_SCHEMA
 from densereg_data.format.template_facts import check_model_listing
 from densereg_net.config import TrainConfig
 from densereg_net.model import HEADS, INPUT_NORMS, MAX_WIDTH, complete_config, model_from_config
@@ -39,7 +39,7 @@ TENSOR_NAME = re.compile(r"model:(?P<model>[A-Za-z0-9_.]{1,200})|optimizer:state
 #: has the face model (for a dense fit from the checkpoint alone): these grids and `TEMPLATE_MODEL_SCHEMA`'s
 #: arrays, all or none, checked by template.h5's rules; the JSON ``template`` then also holds model_size and
 #: expression_size.
-TEMPLATE_GRIDS = {"uv_to_xyz": ("float32", 3), "part_uv": ("uint8", 2)}
+TEMPLATE_GRIDS = {name: (TEMPLATE_SCHEMA[name][0], len(TEMPLATE_SCHEMA[name][1])) for name in ("uv_to_xyz", "part_uv")}
 TEMPLATE_DATASETS = (*TEMPLATE_GRIDS, *TEMPLATE_MODEL_SCHEMA)
 MAX_TEMPLATE_GRID = 4096
 #: The dtypes a stored tensor may have.

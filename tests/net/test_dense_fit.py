@@ -216,6 +216,7 @@ def test_template_h5_carries_the_face_model_and_older_files_still_read(tmp_path)
 
 
 def _edit(name, make):
+    """An editor of HDF5 dataset `name` (template.h5 or a checkpoint): `make(f, name, data)` replaces it."""
     def edit(path):
         with h5py.File(path, "a") as f:
             data = f[name][()]
@@ -331,15 +332,6 @@ def test_eval_fit_without_a_face_model_says_rebuild_in_one_line(tmp_path):
         evaluate(tmp_path / "run" / "best.pt", shards, device="cpu", fit=True)
 
 
-def _ckpt_edit(name, make):
-    def edit(path):
-        with h5py.File(path, "a") as f:
-            data = f[name][()]
-            del f[name]
-            make(f, name, data)
-    return edit
-
-
 def _ckpt_meta(**changes):
     def edit(path):
         with h5py.File(path, "a") as f:
@@ -352,17 +344,17 @@ def _ckpt_meta(**changes):
 
 
 BAD_CHECKPOINTS = {
-    "NaN prior": (_ckpt_edit("template:basis_sd", _nan), "template basis_sd holds NaN or infinite values"),
-    "wrong shape": (_ckpt_edit("template:contour_basis", lambda f, n, d: f.create_dataset(n, data=d[:, :, :2])),
+    "NaN prior": (_edit("template:basis_sd", _nan), "template basis_sd holds NaN or infinite values"),
+    "wrong shape": (_edit("template:contour_basis", lambda f, n, d: f.create_dataset(n, data=d[:, :, :2])),
                     "contour_basis has shape (96, 3, 2), expected (M, A, K)"),
-    "huge": (_ckpt_edit("template:uv_to_basis", lambda f, n, d: f.create_dataset(n, (4096, 4096, 3, 3), "f4",
+    "huge": (_edit("template:uv_to_basis", lambda f, n, d: f.create_dataset(n, (4096, 4096, 3, 3), "f4",
                                                                                chunks=(1, 64, 3, 3))),
              "uv_to_basis has shape (4096, 4096, 3, 3)"),
-    "grid without the model": (_ckpt_edit("template:uv_to_basis", lambda f, n, d: None), "but not uv_to_basis"),
-    "unknown template array": (_ckpt_edit("template:part_uv", lambda f, n, d: (f.create_dataset(n, data=d),
+    "grid without the model": (_edit("template:uv_to_basis", lambda f, n, d: None), "but not uv_to_basis"),
+    "unknown template array": (_edit("template:part_uv", lambda f, n, d: (f.create_dataset(n, data=d),
                                                                                f.create_dataset("template:evil", data=d))),
                                "unexpected dataset template:evil"),
-    "grids disagree": (_ckpt_edit("template:part_uv", lambda f, n, d: f.create_dataset(n, data=d[:-1, :-1])),
+    "grids disagree": (_edit("template:part_uv", lambda f, n, d: f.create_dataset(n, data=d[:-1, :-1])),
                        "template:part_uv is uint8 (64, 64), expected uint8 (65, 65)"),
     "sizes missing": (_ckpt_meta(model_size=None, expression_size=None),
                       "the template metadata has no model_size and expression_size"),
