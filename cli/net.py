@@ -15,8 +15,12 @@ from collections.abc import Sequence
 
 import click
 from densereg_cli.common import run_group, setup_logging, verbosity_options
-from densereg_cli.net_predict import parse_bbox, prediction_paths
+from densereg_cli.net_predict import parse_bbox
 from densereg_cli.net_train import train_config, train_options
+
+#: `eval` and `predict`: test-time flip (`densereg_net.model.DenseRegNet.predict`).
+FLIP_OPTION = click.option("--flip", is_flag=True,
+                           help="Test-time flip: average the prediction with the mirror image's (2x the time).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +52,7 @@ def train_cmd(resume: bool, config_file: str | None, **flags) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--fit", "dense_fit", is_flag=True,
               help="Also read the landmarks out by a dense fit of the face model (scored beside the nearest-U-V ones).")
-@click.option("--flip", is_flag=True, help="Test-time flip: average the prediction with the mirror image's (2x the time).")
+@FLIP_OPTION
 def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit, flip) -> None:
     """Score CHECKPOINT on a split of SHARDS: landmark NME/AUC/failures, dense error, part mIoU."""
     from densereg_net.evaluate import evaluate
@@ -83,13 +87,13 @@ def eval_cmd(checkpoint, shards, split, out, batch_size, device, dense_fit, flip
               help="Also fit the face model to the dense output: pose, coefficients, 68 landmarks and the mesh "
                    "(STEM_fit.pts, STEM_fit.json, STEM_fit.obj), and the mean of both landmark read-outs "
                    "(STEM_combined.pts).")
-@click.option("--flip", is_flag=True, help="Test-time flip: average the prediction with the mirror image's (2x the time).")
+@FLIP_OPTION
 def predict_cmd(checkpoint, image, landmarks_path, bbox, detector, out, device, dense_fit, flip) -> None:
     """Predict IUV, an overlay and 68 landmarks (.pts) for the face in IMAGE (given by --landmarks or --bbox),
     or for every face a detector finds in it (files STEM_face0_*, STEM_face1_*, ...; exit 2 when none)."""
     from pathlib import Path
 
-    from densereg_cli.net_predict import fit_paths, predict_faces, write_outputs
+    from densereg_cli.net_predict import output_paths, predict_faces, write_outputs
     from densereg_data.io.images import read_image
     from densereg_net.predict import Predictor
 
@@ -99,7 +103,7 @@ def predict_cmd(checkpoint, image, landmarks_path, bbox, detector, out, device, 
         files = predict_faces(predictor, read_image(image), image, out, inputs, detector, fit=dense_fit)
     else:
         stem = Path(image).stem
-        prediction_paths(out, stem, inputs) + (fit_paths(out, stem, inputs) if dense_fit else [])  # checked first
+        output_paths(out, stem, inputs, dense_fit)  # every path checked before the network runs
         box = parse_bbox(bbox) if bbox else None
         predictor = Predictor(checkpoint, device, flip)
         pixels = read_image(image)

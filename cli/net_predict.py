@@ -57,6 +57,11 @@ def fit_paths(out_dir: str | Path, stem: str, inputs) -> list[Path]:
     return paths
 
 
+def output_paths(out_dir: str | Path, stem: str, inputs, fit: bool) -> tuple[list[Path], list[Path]]:
+    """(`prediction_paths`, `fit_paths` when `fit` else []) of one face, every one checked."""
+    return prediction_paths(out_dir, stem, inputs), fit_paths(out_dir, stem, inputs) if fit else []
+
+
 def write_fit(prediction, facts, paths: list[Path]) -> list[str]:
     """Write the dense fit of one prediction (`Prediction.fit`) at `paths` (from `fit_paths`): the 68
     landmarks (.pts, 1-based), {pose, identity, expression, image_from_template, residuals} (.json),
@@ -107,7 +112,7 @@ def write_prediction(prediction, image, paths: list[Path], k: int) -> list[str]:
     p = prediction
     files = [write_png(iuv, iuv_image(p.uv, p.parts)), write_png(crop, p.crop),
              write_png(overlay, prediction_overlay(image, p.uv, p.parts, p.crop_from_image,
-                                                   p.landmarks if getattr(p, "fit_landmarks", None) is None
+                                                   p.landmarks if p.fit_landmarks is None
                                                    else p.fit_landmarks, k)),  # the dense fit's when there is one
              write_pts(pts, p.landmarks)]
     return [str(f) for f in files]
@@ -116,8 +121,7 @@ def write_prediction(prediction, image, paths: list[Path], k: int) -> list[str]:
 def write_outputs(prediction, pixels, stem: str, out_dir, inputs, predictor, fit: bool) -> list[str]:
     """Every file of one face: the four of `write_prediction`, and with `fit` those of `write_fit`
     (a face whose dense fit failed gets none of them, said in the log); all paths checked first."""
-    paths = prediction_paths(out_dir, stem, inputs)
-    extra = fit_paths(out_dir, stem, inputs) if fit else []
+    paths, extra = output_paths(out_dir, stem, inputs, fit)
     files = write_prediction(prediction, pixels, paths, predictor.k)
     if fit and prediction.fit is not None:
         files += write_fit(prediction, predictor.facts, extra)
@@ -142,6 +146,6 @@ def predict_faces(predictor, pixels, image_path, out_dir, inputs, detector: str,
     log.info("%d face%s found in %s", len(predictions), "" if len(predictions) == 1 else "s", image_path)
     stem = Path(image_path).stem
     for i in range(len(predictions)):  # every path checked before the first file is written
-        prediction_paths(out_dir, f"{stem}_face{i}", inputs) + (fit_paths(out_dir, f"{stem}_face{i}", inputs) if fit else [])
+        output_paths(out_dir, f"{stem}_face{i}", inputs, fit)
     return [f for i, p in enumerate(predictions)
             for f in write_outputs(p, pixels, f"{stem}_face{i}", out_dir, inputs, predictor, fit)]
