@@ -84,20 +84,23 @@ def main() -> None:
             cmd = cli("train", a.shards, "--out", run, "--device", a.device, "--seed", seed, "--log-every", 100,
                       "--epochs", max(1, round(a.epochs * factor)), *args)
             log = open(out / f"{run.name}.train.log", "w")
-            jobs[run] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-    while any(proc.poll() is None for proc, _ in jobs.values()):
+            jobs[run] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log, name)
+    while any(proc.poll() is None for proc, _, _ in jobs.values()):
         if a.deadline_s and time.monotonic() - t0 > a.deadline_s:
-            for proc, _ in jobs.values():
+            for proc, _, _ in jobs.values():
                 if proc.poll() is None:
                     proc.terminate()
             a.deadline_s = 0
         time.sleep(2)
+    for _, log, _ in jobs.values():
+        log.close()
     evals = [subprocess.Popen(cli("eval", run / "last.pt", a.shards, "--split", "val", "--fit", "--device", a.device,
                                   "--out", run / "report"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
              for run in jobs if (run / "last.pt").is_file()]
     for proc in evals:
         proc.wait()
-    rows = [summarise(run) for run in jobs if (run / "report" / "report.json").is_file()]
+    rows = [{**summarise(run), "recipe": recipe} for run, (_, _, recipe) in jobs.items()
+            if (run / "report" / "report.json").is_file()]
     print("| run | epochs | NME (nearest U-V / fit) | AUC@0.08 | failure | dense | mIoU | eyes r / l |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -106,7 +109,7 @@ def main() -> None:
               f"{r['right_eye']:.2f} / {r['left_eye']:.2f} |")
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(r["run"].rsplit("_s", 1)[0] if r["run"].rsplit("_s", 1)[-1].isdigit() else r["run"], []).append(r)
+        groups.setdefault(r["recipe"], []).append(r)
     for name, rs in groups.items():
         if len(rs) > 1:
             spread = {k: f"{statistics.mean(x[k] for x in rs):.4f} +- {statistics.stdev(x[k] for x in rs):.4f}"
